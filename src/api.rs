@@ -1,0 +1,263 @@
+//! The token API: the customer's backend trades the shared secret and a
+//! user's identity for a short-lived encrypted token.
+//!
+//! `POST /auth/api/token` (and its alias `/auth/api/impersonation/token`)
+//! with `Authorization: Bearer <secret>` and a JSON body. The secret is
+//! compared in constant time against every configured secret; the body is
+//! read only after the secret checks out, and never beyond [`MAX_BODY`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::reject::json_error;
+use crate::token::{self, Claims};
+
+/// The paths of the token API.
+pub const TOKEN_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
+
+/// The largest request body the API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The longest avatar URL kept in a token.
+const MAX_AVATAR_URL: usize = 1024;
+
+/// The longest email address (RFC 5321 path limit).
+const MAX_EMAIL: usize = 254;
+
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    account_id: Option<String>,
+    user_email: Option<String>,
+    user_id: Option<String>,
+    #[serde(default)]
+    profile: Option<Profile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Profile {
+    name: Option<String>,
+    avatar_url: Option<String>,
+}
+
+/// Why a token request was refused; each maps to one status.
+#[derive(Debug, PartialEq, Eq)]
+enum ApiError {
+    MethodNotAllowed,
+    Unauthorized,
+    TooLarge,
+    BadRequest(String),
+    WrongAccount,
+    NoLiveSecret,
+}
+
+impl ApiError {
+    fn into_response(self) -> Response<Body> {
+        let (status, message) = match self {
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "use POST".to_string()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid shared secret".to_string(),
+            ),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            ),
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            ApiError::WrongAccount => (
+                StatusCode::FORBIDDEN,
+                "account_id is not this portal's account".to_string(),
+            ),
+            ApiError::NoLiveSecret => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no configured secret may mint tokens now".to_string(),
+            ),
+        };
+        let mut response = json_error(status, &message);
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portal-gate-api\""),
+            );
+        }
+        response
+    }
+}
+
+/// Answer one token API request.
+pub async fn handle<B>(config: &Config, request: Request<B>, now: u64) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match mint_for(config, request, now).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn mint_for<B>(
+    config: &Config,
+    request: Request<B>,
+    now: u64,
+) -> Result<Response<Body>, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| crate::gate::bearer_token(v.as_bytes()))
+        .ok_or(ApiError::Unauthorized)?;
+    config
+        .secrets
+        .verify_bearer(presented.as_bytes())
+        .ok_or(ApiError::Unauthorized)?;
+
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(ApiError::TooLarge);
+    }
+    let bytes = Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest("the body could not be read".into())
+            }
+        })?
+        .to_bytes();
+
+    let body: TokenRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    let claims = validate(config, body, now)?;
+    let key = config.secrets.primary();
+    if !key.is_live(std::time::UNIX_EPOCH + Duration::from_secs(now)) {
+        return Err(ApiError::NoLiveSecret);
+    }
+    let token = token::mint(key, &claims);
+    if token.len() > token::MAX_TOKEN_LEN {
+        // The field limits above keep tokens well under the maximum; this
+        // guards the invariant that every minted token can be opened.
+        return Err(ApiError::BadRequest(
+            "the claims are too large for a token".into(),
+        ));
+    }
+    let expires_in = claims.expires_at.saturating_sub(now);
+    let expires_at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at),
+    );
+    let text = serde_json::json!({
+        "token": token,
+        "expires_at": expires_at.to_string(),
+        "expires_in": expires_in,
+    })
+    .to_string();
+    let mut response = Response::new(body::full(text));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Check the request's fields and turn them into claims.
+fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, ApiError> {
+    let bad = |why: &str| ApiError::BadRequest(why.to_string());
+    let account_id = body
+        .account_id
+        .ok_or_else(|| bad("account_id is required"))?;
+    let email = body
+        .user_email
+        .ok_or_else(|| bad("user_email is required"))?;
+    if account_id != config.verification.account_id {
+        return Err(ApiError::WrongAccount);
+    }
+    let email = email.trim().to_ascii_lowercase();
+    if !is_plausible_email(&email) {
+        return Err(bad("user_email is not a valid email address"));
+    }
+    if let Some(id) = &body.user_id {
+        if !is_valid_user_id(id) {
+            return Err(bad("user_id must match ^[a-zA-Z0-9:_-]{1,255}$"));
+        }
+    }
+    let profile = body.profile.unwrap_or_default();
+    if let Some(name) = &profile.name {
+        if name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(bad(
+                "profile.name must be at most 200 characters, without control characters",
+            ));
+        }
+    }
+    if let Some(avatar) = &profile.avatar_url {
+        let valid = avatar.len() <= MAX_AVATAR_URL
+            && url::Url::parse(avatar)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !valid {
+            return Err(bad(
+                "profile.avatar_url must be an http(s) URL of at most 1024 bytes",
+            ));
+        }
+    }
+    Ok(Claims {
+        account_id,
+        email,
+        user_id: body.user_id,
+        name: profile.name,
+        avatar_url: profile.avatar_url,
+        issued_at: now,
+        expires_at: now.saturating_add(config.verification.token_ttl.as_secs()),
+    })
+}
+
+/// One `@`, a non-empty local part and a dotted domain, no spaces or
+/// control characters, at most 254 bytes. Deliverability is the customer's
+/// backend's business; the gate only needs an unambiguous identity.
+pub fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= MAX_EMAIL
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
+}
+
+/// Whether `id` matches `^[a-zA-Z0-9:_-]{1,255}$`.
+pub fn is_valid_user_id(id: &str) -> bool {
+    (1..=255).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}

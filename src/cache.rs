@@ -1,0 +1,132 @@
+//! The decrypt cache: opened tokens, so a token is decrypted once and then
+//! looked up.
+//!
+//! Keyed by the whole token string (never a short hash: a collision would
+//! hand one user another's claims). Only tokens that opened and validated
+//! enter it, so garbage cannot evict good entries. A hit still re-checks
+//! everything that can change after the token was opened (expiry, the key
+//! still being configured and live, the account): a cached decision always
+//! equals a fresh one.
+//!
+//! The `lru` crate's `get` reorders and takes `&mut self`, so each shard is a
+//! `Mutex`; shards picked by a randomly keyed hash keep tasks on different
+//! cores from queuing on one lock. Decryption happens outside any lock, and
+//! no lock is held across an `.await` (there is none in here).
+
+use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lru::LruCache;
+
+use crate::token::Opened;
+
+/// Shard count (a power of two). Enough to spread two to a few dozen cores.
+const SHARDS: usize = 16;
+
+/// One shard: opened tokens by the whole token string.
+type Shard = Mutex<LruCache<Box<str>, Arc<Opened>>>;
+
+/// A bounded, sharded LRU of opened tokens.
+#[derive(Debug)]
+pub struct TokenCache {
+    /// Each shard holds about `capacity / SHARDS` entries.
+    shards: Box<[Shard]>,
+    /// Picks the shard; randomly keyed so nobody can aim at one shard.
+    hasher: RandomState,
+    /// `shards.len() - 1`; the length is a power of two.
+    mask: usize,
+}
+
+impl TokenCache {
+    /// A cache of about `capacity` entries in total; 0 disables caching.
+    pub fn new(capacity: usize) -> TokenCache {
+        let shard_count = if capacity == 0 {
+            0
+        } else {
+            SHARDS.min(capacity.next_power_of_two())
+        };
+        let per_shard = if shard_count == 0 {
+            0
+        } else {
+            capacity.div_ceil(shard_count)
+        };
+        let shards = (0..shard_count)
+            .filter_map(|_| NonZeroUsize::new(per_shard))
+            .map(|cap| Mutex::new(LruCache::new(cap)))
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        let mask = shards.len().saturating_sub(1);
+        TokenCache {
+            shards,
+            hasher: RandomState::new(),
+            mask,
+        }
+    }
+
+    /// Whether the cache holds anything at all (capacity above zero).
+    pub fn is_enabled(&self) -> bool {
+        !self.shards.is_empty()
+    }
+
+    fn shard(&self, token: &str) -> Option<&Shard> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        let index = (self.hasher.hash_one(token) as usize) & self.mask;
+        self.shards.get(index)
+    }
+
+    /// The cached opening of `token`, if any. The caller re-validates it.
+    pub fn get(&self, token: &str) -> Option<Arc<Opened>> {
+        let shard = self.shard(token)?;
+        // A poisoned shard only means another task panicked while holding
+        // it; the LRU itself is still consistent, so keep serving.
+        let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.get(token).cloned()
+    }
+
+    /// Remember a token that opened and validated.
+    pub fn insert(&self, token: &str, opened: Arc<Opened>) {
+        if let Some(shard) = self.shard(token) {
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.put(token.into(), opened);
+        }
+    }
+
+    /// Forget a token (it expired, or its key is gone).
+    pub fn remove(&self, token: &str) {
+        if let Some(shard) = self.shard(token) {
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.pop(token);
+        }
+    }
+
+    /// Drop every entry for which `keep` is false (used when secrets change).
+    pub fn retain(&self, keep: impl Fn(&Opened) -> bool) {
+        for shard in self.shards.iter() {
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let doomed: Vec<Box<str>> = guard
+                .iter()
+                .filter(|(_, opened)| !keep(opened))
+                .map(|(token, _)| token.clone())
+                .collect();
+            for token in doomed {
+                guard.pop(&token);
+            }
+        }
+    }
+
+    /// Entries currently held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,604 @@
+//! The configuration: read once from TOML, validated whole, then immutable.
+//!
+//! Two stages, as the rest of the crate expects: [`RawConfig`] is what serde
+//! reads (unknown keys are errors, no I/O), and [`Config`] is the validated,
+//! compiled form (a [`SecretRing`], a [`RuleSet`], parsed durations and
+//! addresses). Every error names the file, the line and the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::keys::{SecretRing, SecretSpec};
+use crate::rules::{Access, RuleOptions, RuleSet, RuleSpec};
+
+/// The largest config file read, so a wrong path (say, a device) cannot
+/// exhaust memory.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the error is in.
+    pub file: PathBuf,
+    /// 1-based line, when the error points at one.
+    pub line: Option<usize>,
+    /// The key at fault, when there is one.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the gate does with a path that no page rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAccess {
+    /// Only verified users (the default: fail closed).
+    Restricted,
+    /// Anyone.
+    Public,
+}
+
+/// Where requests that pass the gate go.
+#[derive(Debug, Clone)]
+pub enum UpstreamTarget {
+    /// Serve files from a directory (the embedded demo, small sites).
+    Dir(PathBuf),
+    /// Forward to a portal host over HTTP.
+    Url(http::Uri),
+}
+
+/// The upstream and how long the gate waits for it.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Where requests go.
+    pub target: UpstreamTarget,
+    /// How long to wait for a TCP connection to the upstream.
+    pub connect_timeout: Duration,
+    /// How long to wait for the upstream's response head.
+    pub timeout: Duration,
+    /// Idle pooled connections are closed after this long; keep it below the
+    /// upstream's own keep-alive timeout so the pool never hands out a
+    /// connection the upstream is closing.
+    pub pool_idle_timeout: Duration,
+}
+
+/// How tokens are minted and checked.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The only account this gate serves; tokens of other accounts are refused.
+    pub account_id: String,
+    /// Lifetime of minted tokens.
+    pub token_ttl: Duration,
+    /// Allowance for clocks that disagree between minting and checking.
+    pub clock_skew: Duration,
+    /// Entries of the decrypt cache; 0 disables it.
+    pub cache_capacity: usize,
+}
+
+/// The validated configuration the gate runs on.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub source: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// What happens to paths no rule matches.
+    pub default_access: DefaultAccess,
+    /// Where accepted requests go.
+    pub upstream: UpstreamConfig,
+    /// Token settings.
+    pub verification: Verification,
+    /// The configured secrets.
+    pub secrets: SecretRing,
+    /// The compiled page rules.
+    pub rules: RuleSet,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    default_access: Option<DefaultAccess>,
+    #[serde(default)]
+    case_insensitive_paths: bool,
+    upstream: Spanned<RawUpstream>,
+    verification: Spanned<RawVerification>,
+    #[serde(default)]
+    secrets: Vec<Spanned<RawSecret>>,
+    #[serde(default)]
+    pages: Vec<Spanned<RawPage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    dir: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    pool_idle_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerification {
+    account_id: Spanned<String>,
+    token_ttl: Option<Spanned<String>>,
+    clock_skew: Option<Spanned<String>>,
+    cache_capacity: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    id: Spanned<String>,
+    value: Option<Spanned<String>>,
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    #[serde(default)]
+    primary: bool,
+    not_after: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    path: Spanned<String>,
+    access: Access,
+    #[serde(default)]
+    allow_emails: Vec<String>,
+    #[serde(default)]
+    allow_domains: Vec<String>,
+}
+
+/// Turns byte offsets into line numbers and builds located errors.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The key assigned on 1-based `line`, as written (`key = value`).
+    /// serde errors carry only a span, so this is how they name the key.
+    fn key_on_line(&self, line: usize) -> Option<String> {
+        let text = self.text.lines().nth(line.checked_sub(1)?)?;
+        let (key, _) = text.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then(|| key.to_string())
+    }
+
+    fn error(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+                self.error(
+                    v.span(),
+                    key,
+                    format!(
+                        "invalid duration {:?}: {e} (write e.g. \"30s\", \"5m\", \"2h\")",
+                        v.get_ref()
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate the config file at `path`. Relative paths inside it
+    /// (`upstream.dir`, secret `file`) are taken relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let io_error = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| io_error(format!("cannot read: {e}")))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(io_error(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read: {e}")))?;
+        Config::parse(&text, path)
+    }
+
+    /// Validate config `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let at = Locator { file: path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| at.line_of(s.start));
+            ConfigError {
+                file: path.to_path_buf(),
+                line,
+                key: line.and_then(|l| at.key_on_line(l)),
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        let listen = match &raw.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.get_ref().parse().map_err(|_| {
+                at.error(
+                    v.span(),
+                    "listen",
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:8080\"",
+                        v.get_ref()
+                    ),
+                )
+            })?,
+        };
+
+        let upstream = compile_upstream(&at, &raw.upstream, &base)?;
+        let verification = compile_verification(&at, raw.verification.get_ref())?;
+        let secrets = compile_secrets(&at, &raw.secrets, &base)?;
+        let rules = compile_pages(&at, &raw.pages, raw.case_insensitive_paths)?;
+
+        Ok(Config {
+            source: path.to_path_buf(),
+            listen,
+            default_access: raw.default_access.unwrap_or(DefaultAccess::Restricted),
+            upstream,
+            verification,
+            secrets,
+            rules,
+        })
+    }
+
+    /// Lines describing the config for `portal-gate check`: the upstream,
+    /// the rules in precedence order, the secrets by id only.
+    pub fn summary(&self) -> String {
+        use fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "config:   {}", self.source.display());
+        let _ = writeln!(out, "listen:   {}", self.listen);
+        match &self.upstream.target {
+            UpstreamTarget::Dir(dir) => {
+                let _ = writeln!(out, "upstream: directory {}", dir.display());
+            }
+            UpstreamTarget::Url(url) => {
+                let _ = writeln!(out, "upstream: {url}");
+            }
+        }
+        let _ = writeln!(out, "account:  {}", self.verification.account_id);
+        let primary = self.secrets.primary().id();
+        let ids: Vec<String> = self
+            .secrets
+            .ids()
+            .map(|id| {
+                if id == primary {
+                    format!("{id} (primary)")
+                } else {
+                    id.to_string()
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "secrets:  {}", ids.join(", "));
+        let default = match self.default_access {
+            DefaultAccess::Restricted => "verified users only",
+            DefaultAccess::Public => "public",
+        };
+        let _ = writeln!(out, "rules ({}, most specific first):", self.rules.len());
+        for rule in self.rules.in_precedence_order() {
+            let _ = writeln!(out, "  {}", rule.describe());
+        }
+        let _ = writeln!(out, "  (any other path: {default})");
+        out
+    }
+}
+
+fn compile_upstream(
+    at: &Locator<'_>,
+    raw: &Spanned<RawUpstream>,
+    base: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
+    let up = raw.get_ref();
+    let target = match (&up.dir, &up.url) {
+        (Some(dir), None) => {
+            let full = base.join(dir.get_ref());
+            if !full.is_dir() {
+                return Err(at.error(
+                    dir.span(),
+                    "upstream.dir",
+                    format!("{} is not a directory", full.display()),
+                ));
+            }
+            UpstreamTarget::Dir(full)
+        }
+        (None, Some(url)) => {
+            let uri: http::Uri = url
+                .get_ref()
+                .parse()
+                .map_err(|e| at.error(url.span(), "upstream.url", format!("invalid URL: {e}")))?;
+            match (uri.scheme_str(), uri.authority()) {
+                (Some("http"), Some(_)) => {}
+                (Some("https"), Some(_)) => {
+                    return Err(at.error(
+                        url.span(),
+                        "upstream.url",
+                        "https upstreams are not supported yet; use http:// on a trusted network",
+                    ));
+                }
+                _ => {
+                    return Err(at.error(
+                        url.span(),
+                        "upstream.url",
+                        "must be an absolute http:// URL such as \"http://127.0.0.1:3000\"",
+                    ));
+                }
+            }
+            if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+                return Err(at.error(
+                    url.span(),
+                    "upstream.url",
+                    "must not have a path or query: the gate forwards the request's own path",
+                ));
+            }
+            UpstreamTarget::Url(uri)
+        }
+        (Some(_), Some(url)) => {
+            return Err(at.error(
+                url.span(),
+                "upstream.url",
+                "set either `dir` or `url`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(at.error(
+                raw.span(),
+                "upstream",
+                "set `dir` (a directory to serve) or `url` (a portal host)",
+            ))
+        }
+    };
+    let positive =
+        |d: Duration, v: &Option<Spanned<String>>, key: &str| -> Result<Duration, ConfigError> {
+            match v {
+                Some(v) if d.is_zero() => Err(at.error(v.span(), key, "must be greater than zero")),
+                _ => Ok(d),
+            }
+        };
+    let connect_timeout = at.duration(
+        &up.connect_timeout,
+        "upstream.connect_timeout",
+        Duration::from_secs(5),
+    )?;
+    let timeout = at.duration(&up.timeout, "upstream.timeout", Duration::from_secs(30))?;
+    let pool_idle_timeout = at.duration(
+        &up.pool_idle_timeout,
+        "upstream.pool_idle_timeout",
+        Duration::from_secs(4),
+    )?;
+    Ok(UpstreamConfig {
+        target,
+        connect_timeout: positive(
+            connect_timeout,
+            &up.connect_timeout,
+            "upstream.connect_timeout",
+        )?,
+        timeout: positive(timeout, &up.timeout, "upstream.timeout")?,
+        pool_idle_timeout: positive(
+            pool_idle_timeout,
+            &up.pool_idle_timeout,
+            "upstream.pool_idle_timeout",
+        )?,
+    })
+}
+
+fn compile_verification(
+    at: &Locator<'_>,
+    raw: &RawVerification,
+) -> Result<Verification, ConfigError> {
+    let account = raw.account_id.get_ref();
+    if account.is_empty()
+        || account.len() > 255
+        || account.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(at.error(
+            raw.account_id.span(),
+            "verification.account_id",
+            "must be 1 to 255 characters without spaces",
+        ));
+    }
+    let token_ttl = at.duration(
+        &raw.token_ttl,
+        "verification.token_ttl",
+        Duration::from_secs(5 * 60),
+    )?;
+    if token_ttl.is_zero() || token_ttl > Duration::from_secs(366 * 24 * 3600) {
+        let span = raw.token_ttl.as_ref().map(|v| v.span()).unwrap_or(0..0);
+        return Err(at.error(
+            span,
+            "verification.token_ttl",
+            "must be between 1s and 366 days",
+        ));
+    }
+    let clock_skew = at.duration(
+        &raw.clock_skew,
+        "verification.clock_skew",
+        Duration::from_secs(60),
+    )?;
+    if clock_skew > Duration::from_secs(3600) {
+        let span = raw.clock_skew.as_ref().map(|v| v.span()).unwrap_or(0..0);
+        return Err(at.error(span, "verification.clock_skew", "must be at most 1h"));
+    }
+    let cache_capacity = match &raw.cache_capacity {
+        None => 10_000,
+        Some(v) if *v.get_ref() > 10_000_000 => {
+            return Err(at.error(
+                v.span(),
+                "verification.cache_capacity",
+                "must be at most 10000000 entries",
+            ));
+        }
+        Some(v) => *v.get_ref(),
+    };
+    Ok(Verification {
+        account_id: account.clone(),
+        token_ttl,
+        clock_skew,
+        cache_capacity,
+    })
+}
+
+fn compile_secrets(
+    at: &Locator<'_>,
+    raw: &[Spanned<RawSecret>],
+    base: &Path,
+) -> Result<SecretRing, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError {
+            file: at.file.to_path_buf(),
+            line: None,
+            key: Some("secrets".into()),
+            message:
+                "at least one [[secrets]] entry is required (`portal-gate secret` prints a new one)"
+                    .into(),
+        });
+    }
+    let mut specs = Vec::with_capacity(raw.len());
+    for (i, entry) in raw.iter().enumerate() {
+        let s = entry.get_ref();
+        let key = |k: &str| format!("secrets[{i}].{k}");
+        let value = match (&s.value, &s.env, &s.file) {
+            (Some(v), None, None) => v.get_ref().as_bytes().to_vec(),
+            (None, Some(var), None) => std::env::var(var.get_ref())
+                .map_err(|_| {
+                    at.error(
+                        var.span(),
+                        &key("env"),
+                        format!(
+                            "environment variable {} is not set or not UTF-8",
+                            var.get_ref()
+                        ),
+                    )
+                })?
+                .into_bytes(),
+            (None, None, Some(file)) => {
+                let full = base.join(file.get_ref());
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    at.error(
+                        file.span(),
+                        &key("file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    )
+                })?;
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+            }
+            _ => {
+                return Err(at.error(
+                    entry.span(),
+                    &key("value"),
+                    "set exactly one of `value`, `env` or `file`",
+                ))
+            }
+        };
+        if value.is_empty() {
+            return Err(at.error(s.id.span(), &key("value"), "the secret is empty"));
+        }
+        let not_after = match &s.not_after {
+            None => None,
+            Some(v) => Some(humantime::parse_rfc3339_weak(v.get_ref()).map_err(|e| {
+                at.error(
+                    v.span(),
+                    &key("not_after"),
+                    format!("not an RFC 3339 time: {e}"),
+                )
+            })?),
+        };
+        specs.push(SecretSpec {
+            id: s.id.get_ref().clone(),
+            value,
+            primary: s.primary,
+            not_after,
+        });
+    }
+    SecretRing::new(specs).map_err(|e| {
+        let span = raw.first().map(|s| s.span()).unwrap_or(0..0);
+        at.error(span, "secrets", e.to_string())
+    })
+}
+
+fn compile_pages(
+    at: &Locator<'_>,
+    raw: &[Spanned<RawPage>],
+    case_insensitive: bool,
+) -> Result<RuleSet, ConfigError> {
+    let specs = raw
+        .iter()
+        .map(|p| {
+            let p = p.get_ref();
+            RuleSpec {
+                path: p.path.get_ref().clone(),
+                access: p.access,
+                allow_emails: p.allow_emails.clone(),
+                allow_domains: p.allow_domains.clone(),
+            }
+        })
+        .collect();
+    RuleSet::compile(specs, RuleOptions { case_insensitive }).map_err(|e| {
+        let span = raw
+            .get(e.index)
+            .map(|p| p.get_ref().path.span())
+            .unwrap_or(0..0);
+        let mut message = e.to_string();
+        if let Some(other) = e.other.and_then(|o| raw.get(o)) {
+            message.push_str(&format!(
+                " (the other rule is on line {})",
+                at.line_of(other.get_ref().path.span().start)
+            ));
+        }
+        at.error(span, &format!("pages[{}].path", e.index), message)
+    })
+}

@@ -1,0 +1,273 @@
+//! Header hygiene: what the upstream must never see from the client, and
+//! the identity the gate vouches for.
+//!
+//! Order matters and is fixed by [`prepare_upstream_headers`]: first drop
+//! hop-by-hop headers (and every header the client named in `Connection`),
+//! then every client-sent copy of an identity or forwarding header and the
+//! token itself, and only then set the gate's own headers. So no
+//! `Connection: x-forwarded-email` trick can remove or keep anything the
+//! gate sets.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::gate::{bearer_token, TokenPlaces, TOKEN_HEADER};
+use crate::token::Opened;
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the legacy ones proxies
+/// still see).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers by which an upstream may learn who the user is or where the
+/// request came from. Only the gate sets them; client copies are removed in
+/// any case, and in the `_` spelling some servers fold into `-`.
+const GATE_OWNED: [&str; 12] = [
+    "x-forwarded-email",
+    "x-forwarded-user",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+    "x-auth-request-email",
+    "x-auth-request-user",
+];
+
+/// The verified user's email, set by the gate.
+pub const FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+/// The verified user's id (or email when the token has no user id).
+pub const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+
+/// What the gate knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// `"http"` or `"https"`: what the client spoke to the gate.
+    pub proto: &'static str,
+}
+
+/// Rewrite a client's request headers into the upstream's.
+///
+/// `host` is the host the client asked for (for `X-Forwarded-Host`);
+/// `identity` is the verified user, if the page needed one.
+pub fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    places: TokenPlaces,
+    client: ClientInfo,
+    host: Option<HeaderValue>,
+    identity: Option<&Opened>,
+) {
+    strip_hop_by_hop(headers);
+    // hyper re-frames the body it forwards from the body's own length, so a
+    // stale or conflicting Content-Length never reaches the upstream.
+    headers.remove(header::CONTENT_LENGTH);
+    strip_gate_owned(headers);
+    strip_token(headers, places);
+    // The upstream's Host is set by the forwarder from the upstream URL.
+    headers.remove(header::HOST);
+
+    if let Ok(ip) = HeaderValue::from_str(&client.peer.ip().to_string()) {
+        headers.insert("x-forwarded-for", ip);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(client.proto));
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+    if let Some(opened) = identity {
+        let claims = &opened.claims;
+        if let Ok(email) = HeaderValue::from_str(&claims.email) {
+            headers.insert(FORWARDED_EMAIL, email);
+        }
+        let user = claims.user_id.as_deref().unwrap_or(&claims.email);
+        if let Ok(user) = HeaderValue::from_str(user) {
+            headers.insert(FORWARDED_USER, user);
+        }
+    }
+}
+
+/// Drop hop-by-hop headers and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether `name` (lower-case, as `http` stores it) is a header only the
+/// gate may set, in its `-` or `_` spelling.
+fn is_gate_owned(name: &str) -> bool {
+    GATE_OWNED.iter().any(|owned| {
+        owned.len() == name.len()
+            && owned
+                .bytes()
+                .zip(name.bytes())
+                .all(|(o, n)| o == n || (o == b'-' && n == b'_'))
+    })
+}
+
+fn strip_gate_owned(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_gate_owned(name.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Remove the token from the headers it may travel in.
+fn strip_token(headers: &mut HeaderMap, places: TokenPlaces) {
+    if places.header {
+        headers.remove(TOKEN_HEADER);
+    }
+    if places.bearer {
+        // Keep any other credentials the client sends (e.g. Basic for the
+        // upstream's own login); drop only bearer tokens.
+        let kept: Vec<HeaderValue> = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter(|v| bearer_token(v.as_bytes()).is_none())
+            .cloned()
+            .collect();
+        headers.remove(header::AUTHORIZATION);
+        for value in kept {
+            headers.append(header::AUTHORIZATION, value);
+        }
+    }
+}
+
+/// The query without token parameters, other parameters kept in order and
+/// as the client encoded them; `None` when nothing is left.
+pub fn query_without_token(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            let name = form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(n, _)| n)
+                .unwrap_or_default();
+            !crate::gate::TOKEN_QUERY_PARAMS.contains(&name.as_ref())
+        })
+        .filter(|pair| !pair.is_empty())
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("&"))
+    }
+}
+
+/// Strip hop-by-hop headers from an upstream response before it goes back.
+pub fn prepare_client_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientInfo {
+        ClientInfo {
+            peer: "192.0.2.7:4000".parse().expect("addr"),
+            proto: "http",
+        }
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_gate_sets() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-forwarded-for, keep-alive"),
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None);
+        assert_eq!(
+            h.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"192.0.2.7"[..])
+        );
+        assert!(h.get(header::CONNECTION).is_none());
+    }
+
+    #[test]
+    fn spoofed_identity_in_any_spelling_is_removed() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-email",
+            HeaderValue::from_static("ceo@example.com"),
+        );
+        h.append(
+            "x-forwarded-email",
+            HeaderValue::from_static("cfo@example.com"),
+        );
+        h.insert("x_forwarded_user", HeaderValue::from_static("admin"));
+        h.insert(
+            "X-Auth-Request-Email",
+            HeaderValue::from_static("ceo@example.com"),
+        );
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None);
+        assert!(h.get("x-forwarded-email").is_none());
+        assert!(h.get("x_forwarded_user").is_none());
+        assert!(h.get("x-auth-request-email").is_none());
+    }
+
+    #[test]
+    fn bearer_token_removed_but_basic_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer pg1.x.y"),
+        );
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dTpw"),
+        );
+        let places = TokenPlaces {
+            bearer: true,
+            ..TokenPlaces::default()
+        };
+        prepare_upstream_headers(&mut h, places, client(), None, None);
+        let values: Vec<_> = h.get_all(header::AUTHORIZATION).iter().collect();
+        assert_eq!(values, vec![HeaderValue::from_static("Basic dTpw")]);
+    }
+
+    #[test]
+    fn query_token_removed_others_kept_in_order() {
+        assert_eq!(
+            query_without_token("a=1&auth-token=x&b=2&auth_token=x"),
+            Some("a=1&b=2".into())
+        );
+        assert_eq!(
+            query_without_token("auth%2Dtoken=x&c=%20"),
+            Some("c=%20".into())
+        );
+        assert_eq!(query_without_token("auth-token=x"), None);
+        assert_eq!(query_without_token("a&&b"), Some("a&b".into()));
+    }
+}

@@ -1,0 +1,41 @@
+//! portal-gate: a reverse proxy that lets only verified users of a
+//! customer's app see the restricted pages of a portal.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file, read and validated once into a [`config::Config`].
+//! - [`keys`]: the shared secrets; the only place secret bytes live.
+//! - [`token`]: the encrypted token format: mint and open.
+//! - [`cache`]: the LRU decrypt cache of opened tokens.
+//! - [`rules`]: page rules, compiled into a lookup structure.
+//! - [`path`]: request path normalization, shared by rules and upstream.
+//! - [`gate`]: the decision for one request (pure apart from the cache).
+//! - [`headers`]: header hygiene between client and upstream.
+//! - [`api`]: the token API the customer's backend calls.
+//! - [`proxy`]: forwarding to the upstream (portal host or [`files`]).
+//! - [`reject`]: refusal reasons and their HTTP statuses.
+//! - [`server`]: accept loop and the life of one request.
+//!
+//! `ARCHITECTURE.md` in the repository draws the same map with the
+//! invariants the code keeps.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod api;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod files;
+pub mod gate;
+pub mod headers;
+pub mod keys;
+pub mod path;
+pub mod proxy;
+pub mod reject;
+pub mod rules;
+pub mod server;
+pub mod token;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,147 @@
+//! The upstream: where a request goes once the gate has admitted it.
+//!
+//! Either a portal host over HTTP, through a pooled keep-alive client, or a
+//! static directory ([`crate::files`]). The forwarder builds the upstream
+//! request from the *normalized* path, so the rule that matched is the rule
+//! for what the upstream serves, and from headers that
+//! [`crate::headers`] has already cleaned.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::{self, Body};
+use crate::config::{UpstreamConfig, UpstreamTarget};
+use crate::files::StaticDir;
+use crate::reject::Reason;
+
+/// Where admitted requests go.
+#[derive(Debug)]
+pub enum Upstream {
+    /// A static directory.
+    Dir(StaticDir),
+    /// A portal host.
+    Http(Box<HttpUpstream>),
+}
+
+/// A portal host reached over HTTP with pooled connections.
+#[derive(Debug)]
+pub struct HttpUpstream {
+    /// Pooled keep-alive client; cloning shares the pool.
+    client: Client<HttpConnector, Incoming>,
+    /// Scheme and authority of the upstream URL.
+    base: Uri,
+    /// The `Host` the upstream expects.
+    host: HeaderValue,
+    /// How long to wait for the response head.
+    timeout: Duration,
+}
+
+/// A request the gate has admitted, already rewritten for the upstream
+/// except for its target.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The request, with cleaned headers; its URI is replaced here.
+    pub request: Request<Incoming>,
+    /// The normalized path.
+    pub path: String,
+    /// The query without token parameters.
+    pub query: Option<String>,
+}
+
+impl Upstream {
+    /// Build the upstream from its config.
+    pub fn new(config: &UpstreamConfig) -> std::io::Result<Upstream> {
+        match &config.target {
+            UpstreamTarget::Dir(dir) => Ok(Upstream::Dir(StaticDir::new(dir)?)),
+            UpstreamTarget::Url(url) => Ok(Upstream::Http(Box::new(HttpUpstream::new(url, config)?))),
+        }
+    }
+
+    /// Send `outgoing` upstream and return the response to pass back.
+    pub async fn forward(&self, outgoing: Outgoing) -> Result<Response<Body>, Reason> {
+        match self {
+            Upstream::Dir(dir) => {
+                let response = dir
+                    .serve(
+                        outgoing.request.method(),
+                        &outgoing.path,
+                        outgoing.query.as_deref(),
+                    )
+                    .await;
+                Ok(response.map(body::boxed))
+            }
+            Upstream::Http(http) => http.forward(outgoing).await,
+        }
+    }
+}
+
+impl HttpUpstream {
+    fn new(url: &Uri, config: &UpstreamConfig) -> std::io::Result<HttpUpstream> {
+        let authority = url
+            .authority()
+            .ok_or_else(|| std::io::Error::other("upstream URL has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(std::io::Error::other)?;
+        let base = Uri::builder()
+            .scheme(url.scheme_str().unwrap_or("http"))
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(std::io::Error::other)?;
+
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .build(connector);
+        Ok(HttpUpstream {
+            client,
+            base,
+            host,
+            timeout: config.timeout,
+        })
+    }
+
+    async fn forward(&self, outgoing: Outgoing) -> Result<Response<Body>, Reason> {
+        let Outgoing {
+            mut request,
+            path,
+            query,
+        } = outgoing;
+        let path_and_query = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut parts = self.base.clone().into_parts();
+        parts.path_and_query = Some(
+            path_and_query
+                .parse()
+                .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?,
+        );
+        *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
+        *request.version_mut() = Version::HTTP_11;
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
+
+        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
+        {
+            Err(_elapsed) => return Err(Reason::UpstreamTimeout),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, connect = error.is_connect(), "upstream request failed");
+                return Err(Reason::UpstreamUnavailable);
+            }
+            Ok(Ok(response)) => response,
+        };
+        let (mut parts, incoming) = response.into_parts();
+        crate::headers::prepare_client_headers(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::boxed(incoming)))
+    }
+}

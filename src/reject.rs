@@ -1,0 +1,127 @@
+//! Why a request is refused, and the one place that turns a reason into an
+//! HTTP status.
+//!
+//! Every refusal in the gate is a [`Reason`]. Its class says whose fault it
+//! was: the client's (4xx), the upstream's (502/504) or ours (500). The body
+//! is a short, fixed reason: it never echoes a token, a secret or the user's
+//! input back.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::body::{self, Body};
+
+/// Why the gate did not forward a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The path cannot be read one way only.
+    BadPath(crate::path::PathError),
+    /// The request target or framing is not something the gate forwards.
+    BadRequest(&'static str),
+    /// A restricted page was requested without a token.
+    MissingToken,
+    /// The token could not be opened or is no longer valid.
+    InvalidToken(crate::token::TokenError),
+    /// The token was minted for another account.
+    WrongAccount,
+    /// Several different tokens arrived with one request.
+    ConflictingTokens,
+    /// The token is valid, but the page rule does not admit this user.
+    NotAdmitted,
+    /// The upstream could not be reached or broke the exchange.
+    UpstreamUnavailable,
+    /// The upstream did not answer within the configured timeout.
+    UpstreamTimeout,
+    /// A failure of the gate itself.
+    Internal,
+}
+
+impl Reason {
+    /// The HTTP status for this reason. This is the only place that decides it.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::BadPath(_) | Reason::BadRequest(_) | Reason::ConflictingTokens => {
+                StatusCode::BAD_REQUEST
+            }
+            Reason::MissingToken | Reason::InvalidToken(_) | Reason::WrongAccount => {
+                StatusCode::UNAUTHORIZED
+            }
+            Reason::NotAdmitted => StatusCode::FORBIDDEN,
+            Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short, fixed text for the response body and the log.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::BadPath(e) => e.reason(),
+            Reason::BadRequest(why) => why,
+            Reason::MissingToken => "a token is required for this page",
+            Reason::InvalidToken(crate::token::TokenError::Expired) => "the token has expired",
+            Reason::InvalidToken(_) => "the token is not valid",
+            Reason::WrongAccount => "the token is not valid for this portal",
+            Reason::ConflictingTokens => "the request carries several different tokens",
+            Reason::NotAdmitted => "this user may not see this page",
+            Reason::UpstreamUnavailable => "the portal host is unavailable",
+            Reason::UpstreamTimeout => "the portal host did not answer in time",
+            Reason::Internal => "internal error",
+        }
+    }
+
+    /// The response a client sees: JSON `{"error": ...}` when it asked for
+    /// JSON (see [`wants_json`]), plain text otherwise; 401 carries
+    /// `WWW-Authenticate: Bearer`.
+    pub fn into_response(self, wants_json: bool) -> Response<Body> {
+        let mut response = if wants_json {
+            json_error(self.status(), self.message())
+        } else {
+            let mut text = String::with_capacity(self.message().len() + 1);
+            text.push_str(self.message());
+            text.push('\n');
+            let mut response = Response::new(body::full(Bytes::from(text)));
+            *response.status_mut() = self.status();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        };
+        if self.status() == StatusCode::UNAUTHORIZED {
+            let challenge = match self {
+                Reason::MissingToken => "Bearer realm=\"portal-gate\"",
+                _ => "Bearer realm=\"portal-gate\", error=\"invalid_token\"",
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Whether the client asked for JSON (`Accept: application/json`).
+pub fn wants_json(request_headers: &HeaderMap) -> bool {
+    request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(16).any(|w| w == b"application/json"))
+}
+
+/// A JSON error body `{"error": message}` with the given status.
+pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let text = serde_json::json!({ "error": message }).to_string();
+    let mut response = Response::new(body::full(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,222 @@
+//! The server: accept connections, read requests, and walk each one
+//! through the gate's phases.
+//!
+//! The life of one request, each phase one call below:
+//! accept → read request (hyper) → normalize path → token API? → find token
+//! → decide (rule, cache, admit) → forward or reject → log.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::body::Body;
+use crate::cache::TokenCache;
+use crate::config::Config;
+use crate::gate::{self, Decision, TokenPlaces};
+use crate::headers::{self, ClientInfo};
+use crate::proxy::{Outgoing, Upstream};
+use crate::reject::{wants_json, Reason};
+
+/// How long in-flight requests may take to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request head (slowloris defence;
+/// inert without the timer hyper is given below).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct Gate {
+    /// The validated config.
+    config: Config,
+    /// Opened tokens, so each is decrypted once.
+    cache: TokenCache,
+    /// Where admitted requests go.
+    upstream: Upstream,
+}
+
+impl Gate {
+    /// Build the gate's state from a validated config.
+    pub fn new(config: Config) -> std::io::Result<Gate> {
+        let upstream = Upstream::new(&config.upstream)?;
+        let cache = TokenCache::new(config.verification.cache_capacity);
+        Ok(Gate {
+            config,
+            cache,
+            upstream,
+        })
+    }
+
+    /// The config this gate runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Serve the gate on `listener` until `shutdown` completes, then let
+/// in-flight requests finish (up to a grace period) and return.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let gate = Arc::new(Gate::new(config)?);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(16 * 1024);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather
+                    // than spin, and keep serving the connections we have.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gate = Arc::clone(&gate);
+        let service = service_fn(move |request| {
+            let gate = Arc::clone(&gate);
+            async move { Ok::<_, Infallible>(handle(&gate, request, peer).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// One request, top to bottom. Never fails: every refusal is a response.
+pub async fn handle(gate: &Gate, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let (response, path, decision) = decide_and_answer(gate, request, peer).await;
+    tracing::info!(
+        target: "access",
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        decision,
+        latency_us = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+async fn decide_and_answer(
+    gate: &Gate,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> (Response<Body>, String, &'static str) {
+    let config = &gate.config;
+    let now = gate::unix_now();
+    let json = wants_json(request.headers());
+
+    // Normalize: one reading of the path, for the rules and the upstream.
+    let path = match crate::path::normalize(request.uri().path()) {
+        Ok(path) => path.into_owned(),
+        Err(error) => {
+            return (
+                Reason::BadPath(error).into_response(json),
+                "-".to_string(),
+                "bad-path",
+            )
+        }
+    };
+
+    // The token API is the gate's own endpoint.
+    if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
+        let response = crate::api::handle(config, request, now).await;
+        return (response, path, "token-api");
+    }
+
+    // Find the token and decide.
+    let (decision, places) = match gate::find_token(request.uri().query(), request.headers()) {
+        Ok((token, places)) => (
+            gate::decide(config, &gate.cache, &path, token.as_deref(), now),
+            places,
+        ),
+        Err(reason) => (Decision::Reject(reason), TokenPlaces::default()),
+    };
+    let identity = match decision {
+        Decision::Reject(reason) => return (reason.into_response(json), path, "reject"),
+        Decision::Forward(identity) => identity,
+    };
+
+    // Forward: rewrite the request for the upstream, then send it.
+    let label = if identity.is_some() {
+        "verified"
+    } else {
+        "public"
+    };
+    let outgoing = outgoing_request(request, path.clone(), peer, places, identity.as_deref());
+    match gate.upstream.forward(outgoing).await {
+        Ok(response) => (response, path, label),
+        Err(reason) => (reason.into_response(json), path, "upstream-error"),
+    }
+}
+
+/// Clean the request for the upstream: token out of the query and headers,
+/// hop-by-hop and spoofed identity headers out, the gate's own headers in.
+fn outgoing_request(
+    mut request: Request<Incoming>,
+    path: String,
+    peer: SocketAddr,
+    places: TokenPlaces,
+    identity: Option<&crate::token::Opened>,
+) -> Outgoing {
+    let query = request.uri().query().and_then(headers::query_without_token);
+    let host = request.headers().get(header::HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let client = ClientInfo {
+        peer,
+        proto: "http",
+    };
+    headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity);
+    Outgoing {
+        request,
+        path,
+        query,
+    }
+}

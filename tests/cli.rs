@@ -1,0 +1,168 @@
+//! The `portal-gate` binary as a user runs it: `serve` on the embedded demo,
+//! `check`, `token` and `secret`, and config errors that name the line.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use http::StatusCode;
+use support::*;
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml")
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run portal-gate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("gate.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[tokio::test]
+async fn the_demo_serves_public_pages_and_gates_the_rest() {
+    let gate = BinaryProcess::start(&example_config());
+    let home = get(&gate.url("/")).send().await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("<h1>Acme portal</h1>"));
+    let css = get(&gate.url("/assets/portal.css")).send().await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/css"));
+    assert_eq!(
+        get(&gate.url("/changelog/")).send().await.status,
+        StatusCode::OK
+    );
+
+    let roadmap = get(&gate.url("/roadmap/")).send().await;
+    assert_eq!(roadmap.status, StatusCode::UNAUTHORIZED);
+
+    let config = example_config();
+    let config = config.to_str().expect("utf-8 path");
+    let (code, token, _) = run(&["token", "--config", config, "--email", "ada@example.org"]);
+    assert_eq!(code, 0);
+    let token = token.trim();
+    assert!(
+        token.starts_with("pg1.demo."),
+        "stdout is only the token: {token:?}"
+    );
+    let roadmap = get(&gate.url("/roadmap/")).bearer(token).send().await;
+    assert_eq!(roadmap.status, StatusCode::OK);
+    assert!(roadmap.body.contains("<h1>Roadmap</h1>"));
+    let internal = get(&gate.url("/internal/")).bearer(token).send().await;
+    assert_eq!(internal.status, StatusCode::FORBIDDEN);
+
+    let (_, staff, _) = run(&[
+        "token",
+        "--config",
+        config,
+        "--email",
+        "dev@example.com",
+        "--user-id",
+        "u_1",
+    ]);
+    let internal = get(&gate.url(&format!("/internal/?auth-token={}", staff.trim())))
+        .send()
+        .await;
+    assert_eq!(internal.status, StatusCode::OK);
+    assert!(internal.body.contains("<h1>Internal notes</h1>"));
+
+    // The access log names the path and status, never the token.
+    let log = gate.log_text();
+    assert!(log.contains("/internal/"), "{log}");
+    assert!(!log.contains(token), "token in the log");
+    assert!(!log.contains(staff.trim()), "token in the log");
+    assert!(!log.contains("demo-secret-do-not-use-in-production"));
+}
+
+#[test]
+fn check_prints_rules_in_precedence_order_and_secret_ids_only() {
+    let config = example_config();
+    let (code, out, err) = run(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("acct_demo"));
+    assert!(out.contains("demo (primary)"));
+    assert!(!out.contains("demo-secret-do-not-use-in-production"));
+    let exact = out.find("  / public").expect("root rule listed");
+    let internal = out.find("/internal/**").expect("internal rule listed");
+    assert!(exact < internal, "exact rules come first:\n{out}");
+    assert!(out.contains("example.com"));
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = r#"[upstream]
+url = "http://127.0.0.1:9"
+
+[verification]
+account_id = "a"
+
+[[secrets]]
+id = "k"
+value = "s"
+"#;
+    let cases = [
+        (format!("{base}\n[[pages]]\npath = \"/a\"\naccess = \"public\"\ncolour = \"red\"\n"), 14, "colour"),
+        (format!("{base}\n[[pages]]\npath = \"/a/*\"\naccess = \"public\"\n[[pages]]\npath = \"/a/**\"\naccess = \"verified\"\n"), 15, "pages[1].path"),
+        (base.replace("account_id = \"a\"", "account_id = \"a\"\ntoken_ttl = \"soon\""), 6, "verification.token_ttl"),
+        (base.replace("http://127.0.0.1:9", "ftp://x"), 2, "upstream.url"),
+        (format!("{base}\n[[pages]]\npath = \"no-slash\"\naccess = \"public\"\n"), 12, "pages[0].path"),
+        (format!("{base}\n[[pages]]\npath = \"/a\"\naccess = \"secret\"\n"), 13, "access"),
+    ];
+    for (text, line, key) in cases {
+        let path = write_config(&dir, &text);
+        let (code, _, err) = run(&["check", "--config", path.to_str().expect("utf-8")]);
+        assert_eq!(code, 1, "{text}");
+        let located = format!("gate.toml:{line}");
+        assert!(err.contains(&located), "expected {located} in: {err}");
+        assert!(err.contains(key), "expected key {key} in: {err}");
+    }
+    // serve refuses a bad config before binding anything.
+    let path = write_config(&dir, &format!("{base}\nbogus = 1\n"));
+    let (code, _, err) = run(&["serve", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn secret_prints_32_random_bytes_base64url() {
+    let (code, a, _) = run(&["secret"]);
+    let (_, b, _) = run(&["secret"]);
+    assert_eq!(code, 0);
+    let a = a.trim();
+    assert_eq!(a.len(), 43);
+    assert!(a
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    assert_ne!(a, b.trim());
+}
+
+#[test]
+fn token_refuses_a_bad_email() {
+    let config = example_config();
+    let (code, out, err) = run(&[
+        "token",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--email",
+        "nobody",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("email"));
+}
