@@ -1,11 +1,13 @@
-//! Token hot path: minting, and opening (decode + decrypt + parse) followed
-//! by the time checks, as the gate does on a cache miss.
+//! Token hot path: minting; opening (decode + decrypt + parse) followed by
+//! the time checks; and the gate's `verify` on a decrypt-cache miss and hit,
+//! so the cache's worth is a number.
 //!
 //! Run with `cargo bench --bench token`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use portal_gate::cache::TokenCache;
 use portal_gate::keys::{SecretRing, SecretSpec};
 use portal_gate::token::{self, Claims};
 
@@ -60,5 +62,43 @@ fn bench_token(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_token);
+/// A gate config whose secret and account match [`claims`] for the
+/// `k2024-01` key.
+fn gate_config() -> portal_gate::Config {
+    let text = r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[verification]
+account_id = "acct_3f9a2c"
+[[secrets]]
+id = "k2024-01"
+value = "a bench secret of a realistic length, 32+ bytes"
+"#;
+    portal_gate::Config::parse(text, std::path::Path::new("bench.toml")).expect("bench config")
+}
+
+fn bench_cache(c: &mut Criterion) {
+    let config = gate_config();
+    let now = portal_gate::gate::unix_now();
+    let claims = Claims {
+        issued_at: now,
+        expires_at: now + 3600,
+        ..claims()
+    };
+    let minted = token::mint(config.secrets.primary(), &claims);
+
+    // Miss: a cache that holds nothing, so every call decrypts.
+    let disabled = TokenCache::new(0);
+    c.bench_function("verify/cache-miss", |b| {
+        b.iter(|| portal_gate::gate::verify(&config, &disabled, black_box(&minted), now).expect("valid"))
+    });
+
+    let cache = TokenCache::new(10_000);
+    portal_gate::gate::verify(&config, &cache, &minted, now).expect("valid");
+    c.bench_function("verify/cache-hit", |b| {
+        b.iter(|| portal_gate::gate::verify(&config, &cache, black_box(&minted), now).expect("valid"))
+    });
+}
+
+criterion_group!(benches, bench_token, bench_cache);
 criterion_main!(benches);

@@ -130,3 +130,97 @@ impl TokenCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Claims;
+
+    fn opened(n: u64) -> Arc<Opened> {
+        Arc::new(Opened {
+            claims: Claims {
+                account_id: "a".into(),
+                email: format!("u{n}@example.com"),
+                user_id: None,
+                name: None,
+                avatar_url: None,
+                issued_at: 0,
+                expires_at: n,
+            },
+            key_id: if n % 2 == 0 { "even".into() } else { "odd".into() },
+        })
+    }
+
+    #[test]
+    fn capacity_bounds_the_number_of_entries() {
+        let cache = TokenCache::new(64);
+        for n in 0..1_000 {
+            cache.insert(&format!("token-{n}"), opened(n));
+        }
+        assert!(cache.len() <= 64, "{} entries", cache.len());
+        assert!(cache.len() >= 32, "shards should fill: {}", cache.len());
+        // The most recent entry is still there.
+        assert_eq!(cache.get("token-999").map(|o| o.claims.expires_at), Some(999));
+    }
+
+    #[test]
+    fn zero_capacity_disables_the_cache() {
+        let cache = TokenCache::new(0);
+        cache.insert("t", opened(1));
+        assert!(!cache.is_enabled());
+        assert!(cache.get("t").is_none());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn tiny_capacities_still_hold_entries() {
+        let cache = TokenCache::new(1);
+        cache.insert("t", opened(1));
+        assert!(cache.get("t").is_some());
+    }
+
+    #[test]
+    fn entries_are_keyed_by_the_whole_token() {
+        let cache = TokenCache::new(16);
+        cache.insert("pg1.k.AAAA", opened(1));
+        assert!(cache.get("pg1.k.AAAB").is_none());
+        assert!(cache.get("pg1.k.AAA").is_none());
+    }
+
+    #[test]
+    fn retain_and_remove_drop_entries() {
+        let cache = TokenCache::new(100);
+        for n in 0..10 {
+            cache.insert(&format!("t{n}"), opened(n));
+        }
+        cache.retain(|o| &*o.key_id == "even");
+        assert_eq!(cache.len(), 5);
+        assert!(cache.get("t1").is_none());
+        cache.remove("t2");
+        assert!(cache.get("t2").is_none());
+        assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn concurrent_use_from_many_threads_is_consistent() {
+        let cache = Arc::new(TokenCache::new(1_000));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let cache = Arc::clone(&cache);
+                std::thread::spawn(move || {
+                    for n in 0..2_000u64 {
+                        let key = format!("t{}", n % 500);
+                        cache.insert(&key, opened(n % 500));
+                        if let Some(o) = cache.get(&key) {
+                            assert_eq!(o.claims.expires_at, n % 500, "thread {t}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no panic");
+        }
+        assert!(cache.len() <= 1_000);
+    }
+}

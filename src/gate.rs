@@ -189,3 +189,163 @@ pub fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Claims;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn config() -> Config {
+        let text = r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[verification]
+account_id = "acct"
+clock_skew = "60s"
+[[secrets]]
+id = "live"
+value = "live-secret"
+[[secrets]]
+id = "retired"
+value = "retired-secret"
+not_after = "2020-01-01T00:00:00Z"
+[[pages]]
+path = "/"
+access = "public"
+[[pages]]
+path = "/docs/**"
+access = "verified"
+[[pages]]
+path = "/staff/**"
+access = "verified"
+allow_domains = ["example.com"]
+"#;
+        Config::parse(text, Path::new("test.toml")).expect("valid")
+    }
+
+    fn token(config: &Config, key: &str, account: &str, email: &str, iat: u64, exp: u64) -> String {
+        let claims = Claims {
+            account_id: account.into(),
+            email: email.into(),
+            user_id: None,
+            name: None,
+            avatar_url: None,
+            issued_at: iat,
+            expires_at: exp,
+        };
+        token::mint(config.secrets.get(key).expect("key"), &claims)
+    }
+
+    fn same(a: &Decision, b: &Decision) -> bool {
+        match (a, b) {
+            (Decision::Forward(x), Decision::Forward(y)) => {
+                x.as_ref().map(|o| &o.claims) == y.as_ref().map(|o| &o.claims)
+            }
+            (Decision::Reject(x), Decision::Reject(y)) => x == y,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn decisions_for_each_kind_of_token() {
+        let c = config();
+        let cache = TokenCache::new(100);
+        let ok = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
+        let outsider = token(&c, "live", "acct", "a@example.org", NOW, NOW + 300);
+        let expired = token(&c, "live", "acct", "a@example.com", NOW - 900, NOW - 300);
+        let retired = token(&c, "retired", "acct", "a@example.com", NOW, NOW + 300);
+        let other = token(&c, "live", "other", "a@example.com", NOW, NOW + 300);
+        let reject = |t: &str, p: &str| match decide(&c, &cache, p, Some(t), NOW) {
+            Decision::Reject(r) => Some(r),
+            Decision::Forward(_) => None,
+        };
+        assert!(matches!(decide(&c, &cache, "/", None, NOW), Decision::Forward(None)));
+        assert_eq!(reject("", "/docs/x"), Some(Reason::InvalidToken(TokenError::Malformed)));
+        assert!(matches!(decide(&c, &cache, "/docs/x", None, NOW), Decision::Reject(Reason::MissingToken)));
+        assert!(matches!(decide(&c, &cache, "/nowhere", None, NOW), Decision::Reject(Reason::MissingToken)));
+        assert_eq!(reject(&ok, "/docs/x"), None);
+        assert_eq!(reject(&ok, "/staff/x"), None);
+        assert_eq!(reject(&outsider, "/staff/x"), Some(Reason::NotAdmitted));
+        assert_eq!(reject(&expired, "/docs/x"), Some(Reason::InvalidToken(TokenError::Expired)));
+        assert_eq!(reject(&retired, "/docs/x"), Some(Reason::InvalidToken(TokenError::ExpiredKey)));
+        assert_eq!(reject(&other, "/docs/x"), Some(Reason::WrongAccount));
+    }
+
+    #[test]
+    fn a_cached_token_is_rechecked_for_expiry_on_every_hit() {
+        let c = config();
+        let cache = TokenCache::new(100);
+        let t = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
+        assert!(verify(&c, &cache, &t, NOW).is_ok());
+        assert_eq!(cache.len(), 1);
+        // Past expiry plus skew, the cached entry is refused and dropped.
+        assert_eq!(
+            verify(&c, &cache, &t, NOW + 300 + 61).err(),
+            Some(Reason::InvalidToken(TokenError::Expired))
+        );
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn failed_tokens_never_enter_the_cache() {
+        let c = config();
+        let cache = TokenCache::new(100);
+        let expired = token(&c, "live", "acct", "a@example.com", NOW - 900, NOW - 300);
+        for t in ["garbage", "pg1.live.AAAA", expired.as_str()] {
+            assert!(verify(&c, &cache, t, NOW).is_err());
+        }
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn token_places_are_found_and_conflicts_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("value"));
+        let (token, places) = find_token(Some("x=1&auth_token=abc"), &headers).expect("same token");
+        assert_eq!(token.as_deref(), Some("abc"));
+        assert!(places.query && places.bearer && !places.header);
+        headers.insert(TOKEN_HEADER, "def".parse().expect("value"));
+        assert_eq!(find_token(None, &headers).err(), Some(Reason::ConflictingTokens));
+        assert_eq!(
+            find_token(Some("auth-token=a&auth-token=b"), &HeaderMap::new()).err(),
+            Some(Reason::ConflictingTokens)
+        );
+    }
+
+    proptest! {
+        /// For random paths, tokens and times, the decision with the cache
+        /// equals the decision without it, on a first call and on a hit.
+        #[test]
+        fn the_cache_never_changes_a_decision(
+            path in prop::sample::select(vec!["/", "/docs/a", "/staff/x", "/other", "/docs"]),
+            key in prop::sample::select(vec!["live", "retired"]),
+            account in prop::sample::select(vec!["acct", "other"]),
+            email in prop::sample::select(vec!["a@example.com", "b@example.org"]),
+            iat_offset in -1_000i64..1_000,
+            ttl in 0u64..1_000,
+            later in 0u64..2_000,
+            flip in prop::option::of(0usize..200),
+        ) {
+            let c = config();
+            let iat = NOW.saturating_add_signed(iat_offset);
+            let mut t = token(&c, key, account, email, iat, iat + ttl);
+            if let Some(i) = flip {
+                let i = i % t.len();
+                let mut bytes = t.into_bytes();
+                bytes[i] ^= 0x01;
+                t = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            let cache = TokenCache::new(10);
+            let none = TokenCache::new(0);
+            for now in [NOW, NOW + later] {
+                let cached = decide(&c, &cache, path, Some(&t), now);
+                let fresh = decide(&c, &none, path, Some(&t), now);
+                prop_assert!(same(&cached, &fresh), "{cached:?} vs {fresh:?}");
+            }
+        }
+    }
+}
