@@ -90,13 +90,17 @@ fn bench_cache(c: &mut Criterion) {
     // Miss: a cache that holds nothing, so every call decrypts.
     let disabled = TokenCache::new(0);
     c.bench_function("verify/cache-miss", |b| {
-        b.iter(|| portal_gate::gate::verify(&config, &disabled, black_box(&minted), now).expect("valid"))
+        b.iter(|| {
+            portal_gate::gate::verify(&config, &disabled, black_box(&minted), now).expect("valid")
+        })
     });
 
     let cache = TokenCache::new(10_000);
     portal_gate::gate::verify(&config, &cache, &minted, now).expect("valid");
     c.bench_function("verify/cache-hit", |b| {
-        b.iter(|| portal_gate::gate::verify(&config, &cache, black_box(&minted), now).expect("valid"))
+        b.iter(|| {
+            portal_gate::gate::verify(&config, &cache, black_box(&minted), now).expect("valid")
+        })
     });
 }
 

@@ -4,7 +4,9 @@
 //! `POST /auth/api/token` (and its alias `/auth/api/impersonation/token`)
 //! with `Authorization: Bearer <secret>` and a JSON body. The secret is
 //! compared in constant time against every configured secret; the body is
-//! read only after the secret checks out, and never beyond [`MAX_BODY`].
+//! read only after the secret checks out, and never beyond the configured
+//! `limits.api_max_body`. Failed attempts are rate-limited per client
+//! address ([`FailureLimiter`]).
 
 use std::time::Duration;
 
@@ -16,14 +18,12 @@ use serde::Deserialize;
 
 use crate::body::{self, Body};
 use crate::config::Config;
+use crate::limiter::FailureLimiter;
 use crate::reject::json_error;
 use crate::token::{self, Claims};
 
 /// The paths of the token API.
 pub const TOKEN_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
-
-/// The largest request body the API reads.
-pub const MAX_BODY: usize = 64 * 1024;
 
 /// The longest avatar URL kept in a token.
 const MAX_AVATAR_URL: usize = 1024;
@@ -51,7 +51,8 @@ struct Profile {
 enum ApiError {
     MethodNotAllowed,
     Unauthorized,
-    TooLarge,
+    RateLimited(Duration),
+    TooLarge(usize),
     BadRequest(String),
     WrongAccount,
     NoLiveSecret,
@@ -59,15 +60,23 @@ enum ApiError {
 
 impl ApiError {
     fn into_response(self) -> Response<Body> {
+        let retry_after = match self {
+            ApiError::RateLimited(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
         let (status, message) = match self {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "use POST".to_string()),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid shared secret".to_string(),
             ),
-            ApiError::TooLarge => (
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed attempts; retry later".to_string(),
+            ),
+            ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {MAX_BODY} bytes"),
+                format!("the body is larger than {limit} bytes"),
             ),
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::WrongAccount => (
@@ -80,6 +89,10 @@ impl ApiError {
             ),
         };
         let mut response = json_error(status, &message);
+        if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             response
                 .headers_mut()
@@ -95,13 +108,27 @@ impl ApiError {
     }
 }
 
+/// The state the API needs besides the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// Failed-attempt limiter shared by all connections.
+    pub limiter: &'a FailureLimiter,
+    /// The client's address, for the limiter.
+    pub ip: std::net::IpAddr,
+}
+
 /// Answer one token API request.
-pub async fn handle<B>(config: &Config, request: Request<B>, now: u64) -> Response<Body>
+pub async fn handle<B>(
+    config: &Config,
+    caller: Caller<'_>,
+    request: Request<B>,
+    now: u64,
+) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match mint_for(config, request, now).await {
+    match mint_for(config, caller, request, now).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -109,6 +136,7 @@ where
 
 async fn mint_for<B>(
     config: &Config,
+    caller: Caller<'_>,
     request: Request<B>,
     now: u64,
 ) -> Result<Response<Body>, ApiError>
@@ -119,30 +147,36 @@ where
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
+    let started = std::time::Instant::now();
+    caller
+        .limiter
+        .check(caller.ip, started)
+        .map_err(ApiError::RateLimited)?;
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| crate::gate::bearer_token(v.as_bytes()))
-        .ok_or(ApiError::Unauthorized)?;
-    config
-        .secrets
-        .verify_bearer(presented.as_bytes())
-        .ok_or(ApiError::Unauthorized)?;
+        .and_then(|v| crate::gate::bearer_token(v.as_bytes()));
+    let known = presented.and_then(|p| config.secrets.verify_bearer(p.as_bytes()));
+    if known.is_none() {
+        caller.limiter.record_failure(caller.ip, started);
+        return Err(ApiError::Unauthorized);
+    }
+    let max_body = config.limits.api_max_body;
 
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(ApiError::TooLarge);
+    if declared.is_some_and(|len| len > max_body as u64) {
+        return Err(ApiError::TooLarge(max_body));
     }
-    let bytes = Limited::new(request.into_body(), MAX_BODY)
+    let bytes = Limited::new(request.into_body(), max_body)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge
+                ApiError::TooLarge(max_body)
             } else {
                 ApiError::BadRequest("the body could not be read".into())
             }

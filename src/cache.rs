@@ -147,7 +147,11 @@ mod tests {
                 issued_at: 0,
                 expires_at: n,
             },
-            key_id: if n % 2 == 0 { "even".into() } else { "odd".into() },
+            key_id: if n % 2 == 0 {
+                "even".into()
+            } else {
+                "odd".into()
+            },
         })
     }
 
@@ -160,7 +164,10 @@ mod tests {
         assert!(cache.len() <= 64, "{} entries", cache.len());
         assert!(cache.len() >= 32, "shards should fill: {}", cache.len());
         // The most recent entry is still there.
-        assert_eq!(cache.get("token-999").map(|o| o.claims.expires_at), Some(999));
+        assert_eq!(
+            cache.get("token-999").map(|o| o.claims.expires_at),
+            Some(999)
+        );
     }
 
     #[test]

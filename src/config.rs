@@ -95,6 +95,54 @@ pub struct Verification {
     pub cache_capacity: usize,
 }
 
+/// Bounds on what one client may make the gate hold or wait for. Every
+/// one has a safe default; see `docs/security.md`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time a client has to send a request head; for HTTP/1 it also bounds
+    /// how long an idle keep-alive connection waits for its next request.
+    pub header_read_timeout: Duration,
+    /// Bytes of one request head (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Headers in one HTTP/1 request.
+    pub max_headers: usize,
+    /// Bytes of a token API request body.
+    pub api_max_body: usize,
+    /// Open client connections; beyond it new connections wait in the
+    /// listen backlog.
+    pub max_connections: usize,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Length of a token; longer ones are refused before any decoding.
+    pub max_token_len: usize,
+    /// Length of a query string.
+    pub max_query_len: usize,
+    /// Failed token API attempts one client address may make in a burst.
+    pub api_failure_burst: u32,
+    /// One failed attempt is forgiven every this long.
+    pub api_failure_refill: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            api_max_body: 64 * 1024,
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 100,
+            max_token_len: crate::token::MAX_TOKEN_LEN,
+            max_query_len: 8 * 1024,
+            api_failure_burst: 10,
+            api_failure_refill: Duration::from_secs(6),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The validated configuration the gate runs on.
 #[derive(Debug)]
 pub struct Config {
@@ -112,6 +160,12 @@ pub struct Config {
     pub secrets: SecretRing,
     /// The compiled page rules.
     pub rules: RuleSet,
+    /// Peers whose `X-Forwarded-*` headers are extended rather than replaced.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Hosts the gate answers for; empty means any. Others get 421.
+    pub public_hosts: Vec<String>,
+    /// Resource limits.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,12 +175,34 @@ struct RawConfig {
     default_access: Option<DefaultAccess>,
     #[serde(default)]
     case_insensitive_paths: bool,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default, alias = "public_host")]
+    public_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    limits: RawLimits,
     upstream: Spanned<RawUpstream>,
     verification: Spanned<RawVerification>,
     #[serde(default)]
     secrets: Vec<Spanned<RawSecret>>,
     #[serde(default)]
     pages: Vec<Spanned<RawPage>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    header_read_timeout: Option<Spanned<String>>,
+    max_header_bytes: Option<Spanned<usize>>,
+    max_headers: Option<Spanned<usize>>,
+    api_max_body: Option<Spanned<usize>>,
+    max_connections: Option<Spanned<usize>>,
+    h2_max_concurrent_streams: Option<Spanned<u32>>,
+    max_token_len: Option<Spanned<usize>>,
+    max_query_len: Option<Spanned<usize>>,
+    api_failure_burst: Option<Spanned<u32>>,
+    api_failure_refill: Option<Spanned<String>>,
+    shutdown_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +359,38 @@ impl Config {
         let verification = compile_verification(&at, raw.verification.get_ref())?;
         let secrets = compile_secrets(&at, &raw.secrets, &base)?;
         let rules = compile_pages(&at, &raw.pages, raw.case_insensitive_paths)?;
+        let limits = compile_limits(&at, &raw.limits)?;
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .map(|entry| {
+                let text = entry.get_ref().trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        at.error(
+                            entry.span(),
+                            "trusted_proxies",
+                            format!("{text:?} is not an IP address or CIDR range"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let public_hosts = raw
+            .public_hosts
+            .iter()
+            .map(|entry| {
+                let host = entry.get_ref().trim().to_ascii_lowercase();
+                if host.is_empty() || host.contains(['/', ' ', '@']) {
+                    return Err(at.error(
+                        entry.span(),
+                        "public_hosts",
+                        format!("{host:?} is not a host name"),
+                    ));
+                }
+                Ok(host)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         Ok(Config {
             source: path.to_path_buf(),
@@ -292,6 +400,9 @@ impl Config {
             verification,
             secrets,
             rules,
+            trusted_proxies,
+            public_hosts,
+            limits,
         })
     }
 
@@ -431,6 +542,105 @@ fn compile_upstream(
             pool_idle_timeout,
             &up.pool_idle_timeout,
             "upstream.pool_idle_timeout",
+        )?,
+    })
+}
+
+fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let within =
+        |v: &Option<Spanned<usize>>, key: &str, default: usize, min: usize, max: usize| match v {
+            None => Ok(default),
+            Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+            Some(v) => Err(at.error(v.span(), key, format!("must be between {min} and {max}"))),
+        };
+    let within32 = |v: &Option<Spanned<u32>>, key: &str, default: u32, min: u32, max: u32| match v {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(at.error(v.span(), key, format!("must be between {min} and {max}"))),
+    };
+    let positive = |v: &Option<Spanned<String>>,
+                    key: &str,
+                    default: Duration|
+     -> Result<Duration, ConfigError> {
+        let value = at.duration(v, key, default)?;
+        match v {
+            Some(v) if value.is_zero() => Err(at.error(v.span(), key, "must be greater than zero")),
+            _ => Ok(value),
+        }
+    };
+    Ok(Limits {
+        header_read_timeout: positive(
+            &raw.header_read_timeout,
+            "limits.header_read_timeout",
+            d.header_read_timeout,
+        )?,
+        // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: within(
+            &raw.max_header_bytes,
+            "limits.max_header_bytes",
+            d.max_header_bytes,
+            8192,
+            1024 * 1024,
+        )?,
+        max_headers: within(
+            &raw.max_headers,
+            "limits.max_headers",
+            d.max_headers,
+            8,
+            1000,
+        )?,
+        api_max_body: within(
+            &raw.api_max_body,
+            "limits.api_max_body",
+            d.api_max_body,
+            1024,
+            1024 * 1024,
+        )?,
+        max_connections: within(
+            &raw.max_connections,
+            "limits.max_connections",
+            d.max_connections,
+            1,
+            1_000_000,
+        )?,
+        h2_max_concurrent_streams: within32(
+            &raw.h2_max_concurrent_streams,
+            "limits.h2_max_concurrent_streams",
+            d.h2_max_concurrent_streams,
+            1,
+            10_000,
+        )?,
+        max_token_len: within(
+            &raw.max_token_len,
+            "limits.max_token_len",
+            d.max_token_len,
+            64,
+            crate::token::MAX_TOKEN_LEN,
+        )?,
+        max_query_len: within(
+            &raw.max_query_len,
+            "limits.max_query_len",
+            d.max_query_len,
+            256,
+            64 * 1024,
+        )?,
+        api_failure_burst: within32(
+            &raw.api_failure_burst,
+            "limits.api_failure_burst",
+            d.api_failure_burst,
+            1,
+            10_000,
+        )?,
+        api_failure_refill: positive(
+            &raw.api_failure_refill,
+            "limits.api_failure_refill",
+            d.api_failure_refill,
+        )?,
+        shutdown_grace: at.duration(
+            &raw.shutdown_grace,
+            "limits.shutdown_grace",
+            d.shutdown_grace,
         )?,
     })
 }

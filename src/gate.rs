@@ -113,7 +113,7 @@ pub fn verify(
     token: &str,
     now: u64,
 ) -> Result<Arc<Opened>, Reason> {
-    if token.len() > token::MAX_TOKEN_LEN {
+    if token.len() > config.limits.max_token_len {
         return Err(Reason::InvalidToken(TokenError::TooLong));
     }
     if let Some(opened) = cache.get(token) {
@@ -136,7 +136,11 @@ pub fn verify(
 fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now);
     opened
-        .check(&config.secrets, now, config.verification.clock_skew.as_secs())
+        .check(
+            &config.secrets,
+            now,
+            config.verification.clock_skew.as_secs(),
+        )
         .map_err(Reason::InvalidToken)?;
     if opened.claims.account_id != config.verification.account_id {
         return Err(Reason::WrongAccount);
@@ -263,15 +267,33 @@ allow_domains = ["example.com"]
             Decision::Reject(r) => Some(r),
             Decision::Forward(_) => None,
         };
-        assert!(matches!(decide(&c, &cache, "/", None, NOW), Decision::Forward(None)));
-        assert_eq!(reject("", "/docs/x"), Some(Reason::InvalidToken(TokenError::Malformed)));
-        assert!(matches!(decide(&c, &cache, "/docs/x", None, NOW), Decision::Reject(Reason::MissingToken)));
-        assert!(matches!(decide(&c, &cache, "/nowhere", None, NOW), Decision::Reject(Reason::MissingToken)));
+        assert!(matches!(
+            decide(&c, &cache, "/", None, NOW),
+            Decision::Forward(None)
+        ));
+        assert_eq!(
+            reject("", "/docs/x"),
+            Some(Reason::InvalidToken(TokenError::Malformed))
+        );
+        assert!(matches!(
+            decide(&c, &cache, "/docs/x", None, NOW),
+            Decision::Reject(Reason::MissingToken)
+        ));
+        assert!(matches!(
+            decide(&c, &cache, "/nowhere", None, NOW),
+            Decision::Reject(Reason::MissingToken)
+        ));
         assert_eq!(reject(&ok, "/docs/x"), None);
         assert_eq!(reject(&ok, "/staff/x"), None);
         assert_eq!(reject(&outsider, "/staff/x"), Some(Reason::NotAdmitted));
-        assert_eq!(reject(&expired, "/docs/x"), Some(Reason::InvalidToken(TokenError::Expired)));
-        assert_eq!(reject(&retired, "/docs/x"), Some(Reason::InvalidToken(TokenError::ExpiredKey)));
+        assert_eq!(
+            reject(&expired, "/docs/x"),
+            Some(Reason::InvalidToken(TokenError::Expired))
+        );
+        assert_eq!(
+            reject(&retired, "/docs/x"),
+            Some(Reason::InvalidToken(TokenError::ExpiredKey))
+        );
         assert_eq!(reject(&other, "/docs/x"), Some(Reason::WrongAccount));
     }
 
@@ -309,7 +331,10 @@ allow_domains = ["example.com"]
         assert_eq!(token.as_deref(), Some("abc"));
         assert!(places.query && places.bearer && !places.header);
         headers.insert(TOKEN_HEADER, "def".parse().expect("value"));
-        assert_eq!(find_token(None, &headers).err(), Some(Reason::ConflictingTokens));
+        assert_eq!(
+            find_token(None, &headers).err(),
+            Some(Reason::ConflictingTokens)
+        );
         assert_eq!(
             find_token(Some("auth-token=a&auth-token=b"), &HeaderMap::new()).err(),
             Some(Reason::ConflictingTokens)

@@ -59,6 +59,9 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// `"http"` or `"https"`: what the client spoke to the gate.
     pub proto: &'static str,
+    /// The peer is a configured trusted proxy: its `X-Forwarded-*` headers
+    /// are extended rather than replaced.
+    pub trusted: bool,
 }
 
 /// Rewrite a client's request headers into the upstream's.
@@ -73,6 +76,7 @@ pub fn prepare_upstream_headers(
     identity: Option<&Opened>,
 ) {
     strip_hop_by_hop(headers);
+    let relayed = client.trusted.then(|| Relayed::take(headers));
     // hyper re-frames the body it forwards from the body's own length, so a
     // stale or conflicting Content-Length never reaches the upstream.
     headers.remove(header::CONTENT_LENGTH);
@@ -81,11 +85,20 @@ pub fn prepare_upstream_headers(
     // The upstream's Host is set by the forwarder from the upstream URL.
     headers.remove(header::HOST);
 
-    if let Ok(ip) = HeaderValue::from_str(&client.peer.ip().to_string()) {
-        headers.insert("x-forwarded-for", ip);
+    let peer = client.peer.ip().to_string();
+    let relayed = relayed.unwrap_or_default();
+    let chain = match relayed.for_chain {
+        Some(prior) => format!("{prior}, {peer}"),
+        None => peer,
+    };
+    if let Ok(chain) = HeaderValue::from_str(&chain) {
+        headers.insert("x-forwarded-for", chain);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(client.proto));
-    if let Some(host) = host {
+    let proto = relayed
+        .proto
+        .unwrap_or(HeaderValue::from_static(client.proto));
+    headers.insert("x-forwarded-proto", proto);
+    if let Some(host) = relayed.host.or(host) {
         headers.insert("x-forwarded-host", host);
     }
     if let Some(opened) = identity {
@@ -96,6 +109,34 @@ pub fn prepare_upstream_headers(
         let user = claims.user_id.as_deref().unwrap_or(&claims.email);
         if let Ok(user) = HeaderValue::from_str(user) {
             headers.insert(FORWARDED_USER, user);
+        }
+    }
+}
+
+/// What a trusted proxy in front of the gate already said about the client.
+#[derive(Debug, Default)]
+struct Relayed {
+    /// Every `X-Forwarded-For` value, joined in order.
+    for_chain: Option<String>,
+    /// The first `X-Forwarded-Proto`.
+    proto: Option<HeaderValue>,
+    /// The first `X-Forwarded-Host`.
+    host: Option<HeaderValue>,
+}
+
+impl Relayed {
+    fn take(headers: &HeaderMap) -> Relayed {
+        let chain: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        Relayed {
+            for_chain: (!chain.is_empty()).then(|| chain.join(", ")),
+            proto: headers.get("x-forwarded-proto").cloned(),
+            host: headers.get("x-forwarded-host").cloned(),
         }
     }
 }
@@ -196,7 +237,29 @@ mod tests {
         ClientInfo {
             peer: "192.0.2.7:4000".parse().expect("addr"),
             proto: "http",
+            trusted: false,
         }
+    }
+
+    #[test]
+    fn forwarding_headers_are_extended_only_for_trusted_peers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let trusted = ClientInfo {
+            trusted: true,
+            ..client()
+        };
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), trusted, None, None);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.9, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
     }
 
     #[test]

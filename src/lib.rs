@@ -12,6 +12,7 @@
 //! - [`gate`]: the decision for one request (pure apart from the cache).
 //! - [`headers`]: header hygiene between client and upstream.
 //! - [`api`]: the token API the customer's backend calls.
+//! - [`limiter`]: rate limiting of failed token API attempts.
 //! - [`proxy`]: forwarding to the upstream (portal host or [`files`]).
 //! - [`reject`]: refusal reasons and their HTTP statuses.
 //! - [`server`]: accept loop and the life of one request.
@@ -30,6 +31,7 @@ pub mod files;
 pub mod gate;
 pub mod headers;
 pub mod keys;
+pub mod limiter;
 pub mod path;
 pub mod proxy;
 pub mod reject;

@@ -59,7 +59,9 @@ impl Upstream {
     pub fn new(config: &UpstreamConfig) -> std::io::Result<Upstream> {
         match &config.target {
             UpstreamTarget::Dir(dir) => Ok(Upstream::Dir(StaticDir::new(dir)?)),
-            UpstreamTarget::Url(url) => Ok(Upstream::Http(Box::new(HttpUpstream::new(url, config)?))),
+            UpstreamTarget::Url(url) => {
+                Ok(Upstream::Http(Box::new(HttpUpstream::new(url, config)?)))
+            }
         }
     }
 

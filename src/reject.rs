@@ -19,6 +19,10 @@ pub enum Reason {
     BadPath(crate::path::PathError),
     /// The request target or framing is not something the gate forwards.
     BadRequest(&'static str),
+    /// The query string is longer than `limits.max_query_len`.
+    QueryTooLong,
+    /// The request names a host this gate does not serve.
+    MisdirectedHost,
     /// A restricted page was requested without a token.
     MissingToken,
     /// The token could not be opened or is no longer valid.
@@ -48,6 +52,8 @@ impl Reason {
                 StatusCode::UNAUTHORIZED
             }
             Reason::NotAdmitted => StatusCode::FORBIDDEN,
+            Reason::QueryTooLong => StatusCode::URI_TOO_LONG,
+            Reason::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,6 +65,8 @@ impl Reason {
         match self {
             Reason::BadPath(e) => e.reason(),
             Reason::BadRequest(why) => why,
+            Reason::QueryTooLong => "the query string is too long",
+            Reason::MisdirectedHost => "this gate does not serve that host",
             Reason::MissingToken => "a token is required for this page",
             Reason::InvalidToken(crate::token::TokenError::Expired) => "the token has expired",
             Reason::InvalidToken(_) => "the token is not valid",

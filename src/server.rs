@@ -19,21 +19,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::body::Body;
 use crate::cache::TokenCache;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::gate::{self, Decision, TokenPlaces};
 use crate::headers::{self, ClientInfo};
+use crate::limiter::FailureLimiter;
 use crate::proxy::{Outgoing, Upstream};
 use crate::reject::{wants_json, Reason};
-
-/// How long in-flight requests may take to finish after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// How long a client may take to send a request head (slowloris defence;
-/// inert without the timer hyper is given below).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -44,6 +39,8 @@ pub struct Gate {
     cache: TokenCache,
     /// Where admitted requests go.
     upstream: Upstream,
+    /// Failed token API attempts per client address.
+    limiter: FailureLimiter,
 }
 
 impl Gate {
@@ -51,10 +48,15 @@ impl Gate {
     pub fn new(config: Config) -> std::io::Result<Gate> {
         let upstream = Upstream::new(&config.upstream)?;
         let cache = TokenCache::new(config.verification.cache_capacity);
+        let limiter = FailureLimiter::new(
+            config.limits.api_failure_burst,
+            config.limits.api_failure_refill,
+        );
         Ok(Gate {
             config,
             cache,
             upstream,
+            limiter,
         })
     }
 
@@ -72,21 +74,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let gate = Arc::new(Gate::new(config)?);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(16 * 1024);
+    let limits = gate.config.limits.clone();
+    let builder = connection_builder(&limits);
+    // Each connection holds a permit; at the limit, the accept loop waits
+    // and new connections queue in the kernel's listen backlog.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -112,6 +115,7 @@ pub async fn run(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 
@@ -119,9 +123,32 @@ pub async fn run(
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("grace period over; closing remaining connections"),
+        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// The HTTP/1.1 + HTTP/2 connection builder with every limit applied. Both
+/// protocols get a timer: without one, hyper's header timeout is inert.
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Rapid-reset and reset-flood protections of h2 (CVE-2023-44487).
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
 }
 
 /// One request, top to bottom. Never fails: every refusal is a response.
@@ -161,9 +188,29 @@ async fn decide_and_answer(
         }
     };
 
+    // A host this gate does not serve, or an oversized query: refuse early.
+    if !serves_host(config, &request) {
+        return (
+            Reason::MisdirectedHost.into_response(json),
+            path,
+            "bad-host",
+        );
+    }
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.len() > config.limits.max_query_len)
+    {
+        return (Reason::QueryTooLong.into_response(json), path, "bad-query");
+    }
+
     // The token API is the gate's own endpoint.
     if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
-        let response = crate::api::handle(config, request, now).await;
+        let caller = crate::api::Caller {
+            limiter: &gate.limiter,
+            ip: peer.ip(),
+        };
+        let response = crate::api::handle(config, caller, request, now).await;
         return (response, path, "token-api");
     }
 
@@ -186,7 +233,15 @@ async fn decide_and_answer(
     } else {
         "public"
     };
-    let outgoing = outgoing_request(request, path.clone(), peer, places, identity.as_deref());
+    let client = ClientInfo {
+        peer,
+        proto: "http",
+        trusted: config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip())),
+    };
+    let outgoing = outgoing_request(request, path.clone(), client, places, identity.as_deref());
     match gate.upstream.forward(outgoing).await {
         Ok(response) => (response, path, label),
         Err(reason) => (reason.into_response(json), path, "upstream-error"),
@@ -198,7 +253,7 @@ async fn decide_and_answer(
 fn outgoing_request(
     mut request: Request<Incoming>,
     path: String,
-    peer: SocketAddr,
+    client: ClientInfo,
     places: TokenPlaces,
     identity: Option<&crate::token::Opened>,
 ) -> Outgoing {
@@ -209,14 +264,35 @@ fn outgoing_request(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let client = ClientInfo {
-        peer,
-        proto: "http",
-    };
     headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity);
     Outgoing {
         request,
         path,
         query,
     }
+}
+
+/// Whether the request's host (`Host`, or the HTTP/2 `:authority`) is one
+/// the gate serves. An empty `public_hosts` list serves any host. Entries
+/// without a port match the host on any port.
+fn serves_host(config: &Config, request: &Request<Incoming>) -> bool {
+    if config.public_hosts.is_empty() {
+        return true;
+    }
+    let authority = match request.uri().authority() {
+        Some(authority) => Some(authority.clone()),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()),
+    };
+    let Some(authority) = authority else {
+        return false;
+    };
+    let full = authority.as_str().to_ascii_lowercase();
+    let host = authority.host().to_ascii_lowercase();
+    config
+        .public_hosts
+        .iter()
+        .any(|allowed| *allowed == full || *allowed == host)
 }

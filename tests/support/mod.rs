@@ -117,10 +117,18 @@ impl RecordingUpstream {
 }
 
 /// A config for a gate in front of `upstream_url`, with the rules used
-/// across the tests, plus `extra` TOML appended.
+/// across the tests, plus `extra` TOML: its top-level keys (the lines
+/// before its first `[table]`) go first, its tables last.
 pub fn config_for(upstream_url: &str, extra: &str) -> String {
+    let split = extra
+        .lines()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(extra.lines().count());
+    let top = extra.lines().take(split).collect::<Vec<_>>().join("\n");
+    let extra = extra.lines().skip(split).collect::<Vec<_>>().join("\n");
     format!(
         r#"
+{top}
 listen = "127.0.0.1:0"
 default_access = "restricted"
 

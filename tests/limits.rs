@@ -1,0 +1,240 @@
+//! Resource limits, host checks, trusted proxies and token API rate
+//! limiting, through the real server.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn gate_with(extra: &str) -> (RecordingUpstream, GateProcess) {
+    let upstream = RecordingUpstream::start().await;
+    let gate = GateProcess::start(&config_for(&upstream.url(), extra)).await;
+    (upstream, gate)
+}
+
+#[tokio::test]
+async fn oversized_query_is_414_and_not_forwarded() {
+    let (upstream, gate) = gate_with("[limits]\nmax_query_len = 300\n").await;
+    let long = get(&gate.url(&format!("/public/x?q={}", "a".repeat(400))))
+        .send()
+        .await;
+    assert_eq!(long.status, StatusCode::URI_TOO_LONG);
+    let fine = get(&gate.url(&format!("/public/x?q={}", "a".repeat(200))))
+        .send()
+        .await;
+    assert_eq!(fine.status, StatusCode::OK);
+    assert_eq!(upstream.seen().len(), 1);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_over_the_configured_length_are_refused_before_decoding() {
+    let (upstream, gate) = gate_with("[limits]\nmax_token_len = 100\n").await;
+    let token = token_for("ada@example.com");
+    assert!(token.len() > 100);
+    let reply = get(&gate.url("/docs/x")).bearer(&token).send().await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(upstream.seen().is_empty());
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_refused() {
+    let (upstream, gate) = gate_with("[limits]\nmax_headers = 20\n").await;
+    let mut many = String::from("GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n");
+    for n in 0..30 {
+        many.push_str(&format!("X-H{n}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(raw_status(&raw(gate.addr, many.as_bytes()).await), 431);
+
+    let huge = format!(
+        "GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(40 * 1024)
+    );
+    assert_eq!(raw_status(&raw(gate.addr, huge.as_bytes()).await), 431);
+    assert!(upstream.seen().is_empty());
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_after_the_header_read_timeout() {
+    let (upstream, gate) = gate_with("[limits]\nheader_read_timeout = \"1s\"\n").await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the gate kept a half-sent request open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /public/y HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.expect("first answer");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive connection was never closed"
+    );
+    assert_eq!(upstream.seen().len(), 1);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let (_upstream, gate) = gate_with("[limits]\nmax_connections = 1\n").await;
+    // The first connection holds the only slot.
+    let mut holder = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    holder
+        .write_all(b"GET /public/a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    holder.read_exact(&mut head).await.expect("answer");
+
+    // A second client waits rather than being served or crashing the gate.
+    let url = gate.url("/public/b");
+    let second = tokio::spawn(async move { get(&url).send().await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second connection was served beyond the limit"
+    );
+    drop(holder);
+    let status = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("served once a slot freed")
+        .expect("task");
+    assert_eq!(status, StatusCode::OK);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn hosts_outside_public_hosts_get_421() {
+    let (upstream, gate) =
+        gate_with("public_hosts = [\"portal.example.com\", \"127.0.0.1\"]\n").await;
+    let ok = get(&gate.url("/public/x")).send().await;
+    assert_eq!(ok.status, StatusCode::OK, "127.0.0.1 on any port is served");
+    let named = get(&gate.url("/public/x"))
+        .header("host", "Portal.Example.com:8443")
+        .send()
+        .await;
+    assert_eq!(named.status, StatusCode::OK);
+    let other = get(&gate.url("/public/x"))
+        .header("host", "evil.example.net")
+        .send()
+        .await;
+    assert_eq!(other.status, StatusCode::MISDIRECTED_REQUEST);
+    let answer = raw(gate.addr, b"GET /public/x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw_status(&answer), 421, "no Host at all: {answer}");
+    assert_eq!(upstream.seen().len(), 2);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_is_appended_only_for_trusted_proxies() {
+    let (upstream, gate) = gate_with("").await;
+    get(&gate.url("/public/x"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await;
+    gate.stop().await;
+    let (trusted_upstream, trusted_gate) = gate_with("trusted_proxies = [\"127.0.0.0/8\"]\n").await;
+    get(&trusted_gate.url("/public/x"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await;
+    trusted_gate.stop().await;
+
+    assert_eq!(upstream.seen()[0].headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(upstream.seen()[0].headers["x-forwarded-proto"], "http");
+    let trusted = &trusted_upstream.seen()[0].headers;
+    assert_eq!(trusted["x-forwarded-for"], "198.51.100.1, 127.0.0.1");
+    assert_eq!(trusted["x-forwarded-proto"], "https");
+}
+
+#[tokio::test]
+async fn failed_api_attempts_are_rate_limited_and_successes_are_not() {
+    let (_upstream, gate) =
+        gate_with("[limits]\napi_failure_burst = 3\napi_failure_refill = \"1m\"\n").await;
+    let body = format!(r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#);
+    // Successful calls take nothing from the bucket.
+    for _ in 0..10 {
+        let ok = request(Method::POST, &gate.url("/auth/api/token"))
+            .bearer(SECRET)
+            .body(body.clone())
+            .send()
+            .await;
+        assert_eq!(ok.status, StatusCode::OK);
+    }
+    for _ in 0..3 {
+        let wrong = request(Method::POST, &gate.url("/auth/api/token"))
+            .bearer("guess")
+            .body(body.clone())
+            .send()
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = request(Method::POST, &gate.url("/auth/api/token"))
+        .bearer("guess")
+        .body(body.clone())
+        .send()
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // While limited, even the right secret waits: the address is refused
+    // before any secret is compared.
+    let right = request(Method::POST, &gate.url("/auth/api/token"))
+        .bearer(SECRET)
+        .body(body)
+        .send()
+        .await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    gate.stop().await;
+}
+
+#[test]
+fn limits_out_of_range_are_config_errors() {
+    for (extra, key) in [
+        (
+            "[limits]\nmax_header_bytes = 10\n",
+            "limits.max_header_bytes",
+        ),
+        ("[limits]\nmax_token_len = 100000\n", "limits.max_token_len"),
+        (
+            "[limits]\nheader_read_timeout = \"0s\"\n",
+            "limits.header_read_timeout",
+        ),
+        ("trusted_proxies = [\"not-an-ip\"]\n", "trusted_proxies"),
+    ] {
+        let text = config_for("http://127.0.0.1:9", extra);
+        let err =
+            portal_gate::Config::parse(&text, std::path::Path::new("g.toml")).expect_err(extra);
+        assert_eq!(err.key.as_deref(), Some(key), "{err}");
+        assert!(err.line.is_some(), "{err}");
+    }
+}
