@@ -20,16 +20,13 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::limiter::FailureLimiter;
 use crate::reject::json_error;
-use crate::token::{self, Claims};
+use crate::token::{self, is_plausible_email, is_valid_user_id, Claims};
 
 /// The paths of the token API.
 pub const TOKEN_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
 
 /// The longest avatar URL kept in a token.
 const MAX_AVATAR_URL: usize = 1024;
-
-/// The longest email address (RFC 5321 path limit).
-const MAX_EMAIL: usize = 254;
 
 #[derive(Debug, Deserialize)]
 struct TokenRequest {
@@ -267,31 +264,4 @@ fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, Api
         issued_at: now,
         expires_at: now.saturating_add(config.verification.token_ttl.as_secs()),
     })
-}
-
-/// One `@`, a non-empty local part and a dotted domain, no spaces or
-/// control characters, at most 254 bytes. Deliverability is the customer's
-/// backend's business; the gate only needs an unambiguous identity.
-pub fn is_plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= MAX_EMAIL
-        && !local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
-}
-
-/// Whether `id` matches `^[a-zA-Z0-9:_-]{1,255}$`.
-pub fn is_valid_user_id(id: &str) -> bool {
-    (1..=255).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
 }

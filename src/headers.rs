@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::gate::{bearer_token, TokenPlaces, TOKEN_HEADER};
-use crate::token::Opened;
+use crate::reject::Reason;
+use crate::token::{Opened, TokenError};
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the legacy ones proxies
 /// still see).
@@ -74,7 +75,7 @@ pub fn prepare_upstream_headers(
     client: ClientInfo,
     host: Option<HeaderValue>,
     identity: Option<&Opened>,
-) {
+) -> Result<(), Reason> {
     strip_hop_by_hop(headers);
     let relayed = client.trusted.then(|| Relayed::take(headers));
     // hyper re-frames the body it forwards from the body's own length, so a
@@ -102,15 +103,20 @@ pub fn prepare_upstream_headers(
         headers.insert("x-forwarded-host", host);
     }
     if let Some(opened) = identity {
+        // Tokens are checked for a header-safe identity when opened; should
+        // one still not fit a header, refuse rather than forward without it.
         let claims = &opened.claims;
-        if let Ok(email) = HeaderValue::from_str(&claims.email) {
-            headers.insert(FORWARDED_EMAIL, email);
-        }
         let user = claims.user_id.as_deref().unwrap_or(&claims.email);
-        if let Ok(user) = HeaderValue::from_str(user) {
-            headers.insert(FORWARDED_USER, user);
-        }
+        let (Ok(email), Ok(user)) = (
+            HeaderValue::from_str(&claims.email),
+            HeaderValue::from_str(user),
+        ) else {
+            return Err(Reason::InvalidToken(TokenError::BadClaims));
+        };
+        headers.insert(FORWARDED_EMAIL, email);
+        headers.insert(FORWARDED_USER, user);
     }
+    Ok(())
 }
 
 /// What a trusted proxy in front of the gate already said about the client.
@@ -250,14 +256,14 @@ mod tests {
             trusted: true,
             ..client()
         };
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), trusted, None, None);
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), trusted, None, None).expect("ok");
         assert_eq!(h["x-forwarded-for"], "198.51.100.9, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None);
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None).expect("ok");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
     }
@@ -270,7 +276,7 @@ mod tests {
             HeaderValue::from_static("x-forwarded-for, keep-alive"),
         );
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None);
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None).expect("ok");
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"192.0.2.7"[..])
@@ -294,7 +300,7 @@ mod tests {
             "X-Auth-Request-Email",
             HeaderValue::from_static("ceo@example.com"),
         );
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None);
+        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None).expect("ok");
         assert!(h.get("x-forwarded-email").is_none());
         assert!(h.get("x_forwarded_user").is_none());
         assert!(h.get("x-auth-request-email").is_none());
@@ -315,7 +321,7 @@ mod tests {
             bearer: true,
             ..TokenPlaces::default()
         };
-        prepare_upstream_headers(&mut h, places, client(), None, None);
+        prepare_upstream_headers(&mut h, places, client(), None, None).expect("ok");
         let values: Vec<_> = h.get_all(header::AUTHORIZATION).iter().collect();
         assert_eq!(values, vec![HeaderValue::from_static("Basic dTpw")]);
     }

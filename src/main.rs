@@ -141,12 +141,12 @@ fn mint(
     let config = Config::load(&config)?;
     let email = email.trim().to_ascii_lowercase();
     anyhow::ensure!(
-        portal_gate::api::is_plausible_email(&email),
+        portal_gate::token::is_plausible_email(&email),
         "--email {email:?} is not a valid email address"
     );
     if let Some(id) = &user_id {
         anyhow::ensure!(
-            portal_gate::api::is_valid_user_id(id),
+            portal_gate::token::is_valid_user_id(id),
             "--user-id must match ^[a-zA-Z0-9:_-]{{1,255}}$"
         );
     }

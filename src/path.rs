@@ -35,6 +35,12 @@
 //! - `%2F` and `%5C`: escaped slashes are a separator to some upstreams and
 //!   data to others ([`PathError::EncodedSlash`]); a raw `\` is a separator
 //!   on Windows ([`PathError::Backslash`]);
+//! - `%3F` and `%23`: an upstream that decodes the path before splitting
+//!   off the query would read `/internal%3F` as `/internal`
+//!   ([`PathError::EncodedDelimiter`]);
+//! - escaped characters that NFKC folds into `.`, `/` or `\` (fullwidth
+//!   dots and slashes): an upstream that folds them would see a traversal
+//!   the gate never saw ([`PathError::LookalikeSeparator`]);
 //! - control characters, raw or escaped, including NUL and DEL
 //!   ([`PathError::ControlChar`]);
 //! - `;` raw or as `%3B`: Tomcat and Jetty strip `;params` from segments, so
@@ -81,6 +87,11 @@ pub enum PathError {
     PathParameter,
     /// A segment ending in `.` or a space (other than `.` and `..`).
     TrailingDotOrSpace,
+    /// `%3F` or `%23`: an escaped `?` or `#`.
+    EncodedDelimiter,
+    /// An escaped character that Unicode normalization folds into `.`, `/`
+    /// or `\` (fullwidth dots and slashes and their kin).
+    LookalikeSeparator,
     /// The raw path is longer than [`MAX_PATH_LEN`].
     TooLong,
 }
@@ -99,6 +110,8 @@ impl PathError {
             PathError::PathParameter => "path parameters (';') are not allowed",
             PathError::TrailingDotOrSpace => "path segment ends in a dot or a space",
             PathError::TooLong => "path too long",
+            PathError::EncodedDelimiter => "escaped '?' or '#' in path",
+            PathError::LookalikeSeparator => "look-alike dot or slash character in path",
         }
     }
 }
@@ -280,6 +293,7 @@ fn check_ascii(b: u8, escaped: bool) -> Result<(), PathError> {
         b'/' | b'\\' if escaped => Err(PathError::EncodedSlash),
         b'\\' => Err(PathError::Backslash),
         b'#' | b'?' if !escaped => Err(PathError::NotOriginForm),
+        b'#' | b'?' => Err(PathError::EncodedDelimiter),
         _ => Ok(()),
     }
 }
@@ -306,6 +320,24 @@ fn hex_value(d: u8) -> Option<u8> {
     }
 }
 
+/// Characters that Unicode compatibility normalization (NFKC, applied by
+/// some frameworks to paths) folds into `.`, `/` or `\`: an upstream that
+/// folds them would see dot segments or separators the gate never saw.
+fn is_lookalike_separator(c: char) -> bool {
+    matches!(
+        c,
+        '\u{FF0E}' // fullwidth full stop
+            | '\u{FE52}' // small full stop
+            | '\u{2024}' // one dot leader
+            | '\u{2025}' // two dot leader
+            | '\u{FF0F}' // fullwidth solidus
+            | '\u{FF3C}' // fullwidth reverse solidus
+            | '\u{FE68}' // small reverse solidus
+            | '\u{2215}' // division slash
+            | '\u{2044}' // fraction slash
+    )
+}
+
 /// A run of consecutive escaped bytes ≥ 0x80, which must decode to UTF-8.
 #[derive(Default)]
 struct Utf8Run {
@@ -329,7 +361,11 @@ impl Utf8Run {
         self.len += 1;
         if self.len == self.want {
             // from_utf8 rejects overlong forms, surrogates and > U+10FFFF.
-            std::str::from_utf8(&self.buf[..self.len]).map_err(|_| PathError::InvalidUtf8)?;
+            let decoded =
+                std::str::from_utf8(&self.buf[..self.len]).map_err(|_| PathError::InvalidUtf8)?;
+            if decoded.chars().any(is_lookalike_separator) {
+                return Err(PathError::LookalikeSeparator);
+            }
             self.len = 0;
             self.want = 0;
         }
@@ -476,7 +512,7 @@ mod tests {
         ("/a%C3%A9", Ok("/a%C3%A9")),
         ("/a%20b", Ok("/a%20b")),
         ("/a%21", Ok("/a%21")),
-        ("/a%3f%23", Ok("/a%3F%23")),
+        ("/a%3f%23", Err(PathError::EncodedDelimiter)),
         ("/%f0%9f%98%80", Ok("/%F0%9F%98%80")),
         // Never decoded twice.
         // `%252e` is `%25` then the literal text `2e`: only the escape's own
@@ -522,6 +558,15 @@ mod tests {
         ("/a;b", Err(PathError::PathParameter)),
         ("/internal;x/", Err(PathError::PathParameter)),
         ("/a%3bb", Err(PathError::PathParameter)),
+        ("/internal%3F", Err(PathError::EncodedDelimiter)),
+        ("/internal%3f/x", Err(PathError::EncodedDelimiter)),
+        ("/internal%23", Err(PathError::EncodedDelimiter)),
+        (
+            "/public/%ef%bc%8e%ef%bc%8e/internal",
+            Err(PathError::LookalikeSeparator),
+        ),
+        ("/a%EF%BC%8F", Err(PathError::LookalikeSeparator)),
+        ("/a%e2%88%95b", Err(PathError::LookalikeSeparator)),
         // Trailing dot or space.
         ("/a./", Err(PathError::TrailingDotOrSpace)),
         ("/internal.", Err(PathError::TrailingDotOrSpace)),

@@ -136,6 +136,12 @@ impl HttpUpstream {
         let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
         {
             Err(_elapsed) => return Err(Reason::UpstreamTimeout),
+            Ok(Err(error)) if client_body_failed(&error) => {
+                // The client's own body broke (bad chunked framing, a reset
+                // mid-upload): the client's fault, not the upstream's.
+                tracing::debug!(error = %error, "request body failed while forwarding");
+                return Err(Reason::BadRequest("the request body is malformed"));
+            }
             Ok(Err(error)) => {
                 tracing::warn!(error = %error, connect = error.is_connect(), "upstream request failed");
                 return Err(Reason::UpstreamUnavailable);
@@ -146,4 +152,20 @@ impl HttpUpstream {
         crate::headers::prepare_client_headers(&mut parts.headers);
         Ok(Response::from_parts(parts, body::boxed(incoming)))
     }
+}
+
+/// Whether forwarding failed because the body we were sending (the
+/// client's) failed, rather than the upstream: hyper marks that as a user
+/// error somewhere in the source chain.
+fn client_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = source {
+        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_user() {
+                return true;
+            }
+        }
+        source = current.source();
+    }
+    false
 }

@@ -241,7 +241,11 @@ async fn decide_and_answer(
             .iter()
             .any(|net| net.contains(&peer.ip())),
     };
-    let outgoing = outgoing_request(request, path.clone(), client, places, identity.as_deref());
+    let outgoing =
+        match outgoing_request(request, path.clone(), client, places, identity.as_deref()) {
+            Ok(outgoing) => outgoing,
+            Err(reason) => return (reason.into_response(json), path, "reject"),
+        };
     match gate.upstream.forward(outgoing).await {
         Ok(response) => (response, path, label),
         Err(reason) => (reason.into_response(json), path, "upstream-error"),
@@ -256,7 +260,7 @@ fn outgoing_request(
     client: ClientInfo,
     places: TokenPlaces,
     identity: Option<&crate::token::Opened>,
-) -> Outgoing {
+) -> Result<Outgoing, Reason> {
     let query = request.uri().query().and_then(headers::query_without_token);
     let host = request.headers().get(header::HOST).cloned().or_else(|| {
         request
@@ -264,12 +268,12 @@ fn outgoing_request(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity);
-    Outgoing {
+    headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity)?;
+    Ok(Outgoing {
         request,
         path,
         query,
-    }
+    })
 }
 
 /// Whether the request's host (`Host`, or the HTTP/2 `:authority`) is one

@@ -155,11 +155,45 @@ fn header(key_id: &str) -> String {
     header
 }
 
+/// The longest email address (RFC 5321 path limit).
+const MAX_EMAIL: usize = 254;
+
+/// Whether `email` can serve as one unambiguous identity: at most 254
+/// bytes of visible ASCII, exactly one `@` with a non-empty local part and
+/// a dotted domain, and none of the characters that separate addresses or
+/// quote them in headers (`,;<>"()[]\` and spaces). Deliverability is the
+/// customer's backend's business.
+pub fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= MAX_EMAIL
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && email
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b",;<>\"()[]\\".contains(&b))
+}
+
+/// Whether `id` matches `^[a-zA-Z0-9:_-]{1,255}$`.
+pub fn is_valid_user_id(id: &str) -> bool {
+    (1..=255).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}
+
 /// Decodes and decrypts a token (structure and authenticity only; no time
 /// checks). In order: length limit, then header split (unknown version or
 /// malformed id → `Malformed`, unconfigured id → `UnknownKey`), base64url
 /// decode, AEAD open with the header as associated data (`Rejected`), JSON
-/// parse (`BadClaims`). The email is lower-cased again (defence in depth).
+/// parse and identity checks (`BadClaims`: see [`is_plausible_email`] and
+/// [`is_valid_user_id`]). The email is lower-cased again (defence in depth).
 pub fn open(ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
@@ -193,10 +227,16 @@ pub fn open(ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
 
     let mut claims: Claims =
         serde_json::from_slice(plaintext).map_err(|_| TokenError::BadClaims)?;
-    if claims.account_id.is_empty() || claims.email.is_empty() {
+    claims.email.make_ascii_lowercase();
+    // The identity is forwarded in headers and matched by rules: refuse
+    // anything that could read as two identities or not fit a header, even
+    // from a minter other than this gate.
+    let account_ok =
+        !claims.account_id.is_empty() && !claims.account_id.chars().any(char::is_control);
+    let user_ok = claims.user_id.as_deref().is_none_or(is_valid_user_id);
+    if !account_ok || !is_plausible_email(&claims.email) || !user_ok {
         return Err(TokenError::BadClaims);
     }
-    claims.email.make_ascii_lowercase();
     Ok(Opened {
         claims,
         key_id: key.id().into(),
@@ -470,9 +510,24 @@ mod tests {
                 "{json}"
             );
         }
-        let future = seal(r#"{"acc":"a","eml":"E@X","iat":1,"exp":2,"new":{"x":[1]},"uid":null}"#);
+        // Identities that could read as two users or break a header.
+        for json in [
+            r#"{"acc":"a","eml":"eve@evil.org, ceo@example.com","iat":1,"exp":2}"#,
+            r#"{"acc":"a","eml":"eve@evil.org@example.com","iat":1,"exp":2}"#,
+            r#"{"acc":"a","eml":"ada@example.com\u0001","iat":1,"exp":2}"#,
+            r#"{"acc":"a","eml":"ada@example.com","uid":"a b","iat":1,"exp":2}"#,
+            r#"{"acc":"a\n","eml":"ada@example.com","iat":1,"exp":2}"#,
+        ] {
+            assert_eq!(
+                open(&ring, &seal(json)),
+                Err(TokenError::BadClaims),
+                "{json}"
+            );
+        }
+        let future =
+            seal(r#"{"acc":"a","eml":"E@X.IO","iat":1,"exp":2,"new":{"x":[1]},"uid":null}"#);
         let opened = open(&ring, &future).unwrap();
-        assert_eq!(opened.claims.email, "e@x");
+        assert_eq!(opened.claims.email, "e@x.io");
         assert_eq!(opened.claims.user_id, None);
     }
 
@@ -548,7 +603,7 @@ mod tests {
             local in "[A-Za-z0-9._%+-]{1,32}",
             domain in "[A-Za-z0-9-]{1,20}\\.[A-Za-z]{2,6}",
             account in "[\\PC]{1,40}",
-            user in proptest::option::of("[\\PC]{0,40}"),
+            user in proptest::option::of("[a-zA-Z0-9:_-]{1,40}"),
             name in proptest::option::of("\\PC{0,60}"),
             avatar in proptest::option::of("https://[a-z.]{1,20}/[\\PC]{0,40}"),
             issued_at in any::<u64>(),
