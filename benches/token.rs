@@ -86,6 +86,7 @@ fn bench_cache(c: &mut Criterion) {
         ..claims()
     };
     let minted = token::mint(config.secrets.primary(), &claims);
+    let minted = portal_gate::gate::Credential::Token(minted.into());
 
     // Miss: a cache that holds nothing, so every call decrypts.
     let disabled = TokenCache::new(0);

@@ -93,6 +93,22 @@ pub struct Verification {
     pub clock_skew: Duration,
     /// Entries of the decrypt cache; 0 disables it.
     pub cache_capacity: usize,
+    /// Lifetime of the session a token is exchanged for.
+    pub session_ttl: Duration,
+}
+
+/// The embed: the `released-page` script and who may frame the portal.
+#[derive(Debug, Clone)]
+pub struct Embed {
+    /// Where the gate serves the element's script.
+    pub script_path: String,
+    /// Where a browser ends its session.
+    pub logout_path: String,
+    /// Origins that may frame the portal (`frame-ancestors`); empty leaves
+    /// framing unrestricted.
+    pub allowed_origins: Vec<String>,
+    /// The `Content-Security-Policy` value built from `allowed_origins`.
+    pub frame_ancestors: Option<http::HeaderValue>,
 }
 
 /// Bounds on what one client may make the gate hold or wait for. Every
@@ -166,6 +182,8 @@ pub struct Config {
     pub public_hosts: Vec<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// The embed's paths and framing policy.
+    pub embed: Embed,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,12 +199,23 @@ struct RawConfig {
     public_hosts: Vec<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    embed: RawEmbed,
     upstream: Spanned<RawUpstream>,
     verification: Spanned<RawVerification>,
     #[serde(default)]
     secrets: Vec<Spanned<RawSecret>>,
     #[serde(default)]
     pages: Vec<Spanned<RawPage>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbed {
+    script_path: Option<Spanned<String>>,
+    logout_path: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_origins: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +249,7 @@ struct RawUpstream {
 struct RawVerification {
     account_id: Spanned<String>,
     token_ttl: Option<Spanned<String>>,
+    session_ttl: Option<Spanned<String>>,
     clock_skew: Option<Spanned<String>>,
     cache_capacity: Option<Spanned<usize>>,
 }
@@ -360,6 +390,7 @@ impl Config {
         let secrets = compile_secrets(&at, &raw.secrets, &base)?;
         let rules = compile_pages(&at, &raw.pages, raw.case_insensitive_paths)?;
         let limits = compile_limits(&at, &raw.limits)?;
+        let embed = compile_embed(&at, &raw.embed)?;
         let trusted_proxies = raw
             .trusted_proxies
             .iter()
@@ -403,6 +434,7 @@ impl Config {
             trusted_proxies,
             public_hosts,
             limits,
+            embed,
         })
     }
 
@@ -546,6 +578,70 @@ fn compile_upstream(
     })
 }
 
+fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError> {
+    let gate_path = |v: &Option<Spanned<String>>,
+                     key: &str,
+                     default: &str|
+     -> Result<String, ConfigError> {
+        let Some(v) = v else {
+            return Ok(default.to_string());
+        };
+        match crate::path::normalize(v.get_ref()) {
+            Ok(normal)
+                if normal == v.get_ref().as_str() && normal.len() > 1 && !normal.ends_with('/') =>
+            {
+                Ok(normal.into_owned())
+            }
+            _ => Err(at.error(
+                v.span(),
+                key,
+                "must be a normalized absolute path such as \"/embed.js\"",
+            )),
+        }
+    };
+    let script_path = gate_path(&raw.script_path, "embed.script_path", "/embed.js")?;
+    let logout_path = gate_path(&raw.logout_path, "embed.logout_path", "/auth/logout")?;
+    let mut allowed_origins = Vec::with_capacity(raw.allowed_origins.len());
+    for origin in &raw.allowed_origins {
+        let text = origin.get_ref().trim().trim_end_matches('/');
+        let parsed = url::Url::parse(text).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.has_host()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.username().is_empty()
+        });
+        if parsed.is_none() {
+            return Err(at.error(
+                origin.span(),
+                "embed.allowed_origins",
+                format!("{text:?} is not an origin like \"https://app.example.com\""),
+            ));
+        }
+        allowed_origins.push(text.to_string());
+    }
+    let frame_ancestors = if allowed_origins.is_empty() {
+        None
+    } else {
+        let value = format!("frame-ancestors 'self' {}", allowed_origins.join(" "));
+        let span = raw
+            .allowed_origins
+            .first()
+            .map(|o| o.span())
+            .unwrap_or(0..0);
+        Some(
+            http::HeaderValue::from_str(&value)
+                .map_err(|_| at.error(span, "embed.allowed_origins", "origins must be ASCII"))?,
+        )
+    };
+    Ok(Embed {
+        script_path,
+        logout_path,
+        allowed_origins,
+        frame_ancestors,
+    })
+}
+
 fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {
     let d = Limits::default();
     let within =
@@ -660,19 +756,26 @@ fn compile_verification(
             "must be 1 to 255 characters without spaces",
         ));
     }
-    let token_ttl = at.duration(
+    let lifetime = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
+        let value = at.duration(v, key, default)?;
+        if value.is_zero() || value > Duration::from_secs(366 * 24 * 3600) {
+            let span = v.as_ref().map(|v| v.span()).unwrap_or(0..0);
+            return Err(at.error(span, key, "must be between 1s and 366 days"));
+        }
+        Ok(value)
+    };
+    // Tokens only bootstrap a session, so they live minutes; the session
+    // is what lasts.
+    let token_ttl = lifetime(
         &raw.token_ttl,
         "verification.token_ttl",
-        Duration::from_secs(5 * 60),
+        Duration::from_secs(2 * 60),
     )?;
-    if token_ttl.is_zero() || token_ttl > Duration::from_secs(366 * 24 * 3600) {
-        let span = raw.token_ttl.as_ref().map(|v| v.span()).unwrap_or(0..0);
-        return Err(at.error(
-            span,
-            "verification.token_ttl",
-            "must be between 1s and 366 days",
-        ));
-    }
+    let session_ttl = lifetime(
+        &raw.session_ttl,
+        "verification.session_ttl",
+        Duration::from_secs(3 * 24 * 3600),
+    )?;
     let clock_skew = at.duration(
         &raw.clock_skew,
         "verification.clock_skew",
@@ -698,6 +801,7 @@ fn compile_verification(
         token_ttl,
         clock_skew,
         cache_capacity,
+        session_ttl,
     })
 }
 

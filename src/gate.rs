@@ -5,6 +5,7 @@
 //! reads (the caller passes `now`). The result is a [`Decision`] value that
 //! the server turns into a forwarded request or a refusal.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
@@ -30,7 +31,8 @@ pub enum Decision {
     Reject(Reason),
 }
 
-/// Where a token was found; the forwarder removes it from each of these.
+/// Where a token or session was found; the forwarder removes it from each
+/// of these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenPlaces {
     /// In the query string.
@@ -39,16 +41,62 @@ pub struct TokenPlaces {
     pub bearer: bool,
     /// In `X-Auth-Token`.
     pub header: bool,
+    /// The session cookie.
+    pub cookie: bool,
 }
 
 impl TokenPlaces {
-    /// Whether a token was found anywhere.
-    pub fn any(self) -> bool {
+    /// Whether a token was found anywhere (the session cookie aside).
+    pub fn any_token(self) -> bool {
         self.query || self.bearer || self.header
     }
 }
 
-/// The token a request carries, if any.
+/// What a request proves its user with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A token from the API (query, `Authorization: Bearer`, `X-Auth-Token`).
+    Token(Cow<'a, str>),
+    /// A session cookie from an earlier exchange.
+    Session(&'a str),
+}
+
+impl Credential<'_> {
+    /// The sealed string, as the cache keys it (the prefixes `pg1.` and
+    /// `pgs1.` keep tokens and sessions apart).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Credential::Token(token) => token,
+            Credential::Session(session) => session,
+        }
+    }
+}
+
+/// The credential a request carries: a token when there is one (a fresh
+/// token replaces the session), else the session cookie. Several
+/// different tokens, or several different session cookies, are refused.
+pub fn find_credential<'a>(
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Result<(Option<Credential<'a>>, TokenPlaces), Reason> {
+    let (token, mut places) = find_token(query, headers)?;
+    let mut sessions = crate::session::cookie_values(headers);
+    let session = sessions.next();
+    if let Some(first) = session {
+        places.cookie = true;
+        if sessions.any(|other| other != first) {
+            return Err(Reason::ConflictingTokens);
+        }
+    }
+    let credential = match (token, session) {
+        (Some(token), _) => Some(Credential::Token(token)),
+        (None, Some(session)) => Some(Credential::Session(session)),
+        (None, None) => None,
+    };
+    Ok((credential, places))
+}
+
+/// The token a request carries, if any (sessions aside).
 ///
 /// The same token may appear in several places (an embed that sets both the
 /// query and a header); different tokens in one request are refused rather
@@ -56,10 +104,10 @@ impl TokenPlaces {
 pub fn find_token<'a>(
     query: Option<&'a str>,
     headers: &'a HeaderMap,
-) -> Result<(Option<std::borrow::Cow<'a, str>>, TokenPlaces), Reason> {
-    let mut found: Option<std::borrow::Cow<'a, str>> = None;
+) -> Result<(Option<Cow<'a, str>>, TokenPlaces), Reason> {
+    let mut found: Option<Cow<'a, str>> = None;
     let mut places = TokenPlaces::default();
-    let mut offer = |candidate: std::borrow::Cow<'a, str>| -> Result<(), Reason> {
+    let mut offer = |candidate: Cow<'a, str>| -> Result<(), Reason> {
         match &found {
             Some(existing) if *existing != candidate => Err(Reason::ConflictingTokens),
             Some(_) => Ok(()),
@@ -81,7 +129,7 @@ pub fn find_token<'a>(
     for value in headers.get_all(header::AUTHORIZATION) {
         if let Some(token) = bearer_token(value.as_bytes()) {
             places.bearer = true;
-            offer(std::borrow::Cow::Borrowed(token))?;
+            offer(Cow::Borrowed(token))?;
         }
     }
     for value in headers.get_all(TOKEN_HEADER) {
@@ -89,7 +137,7 @@ pub fn find_token<'a>(
             .to_str()
             .map_err(|_| Reason::InvalidToken(TokenError::Malformed))?;
         places.header = true;
-        offer(std::borrow::Cow::Borrowed(token.trim()))?;
+        offer(Cow::Borrowed(token.trim()))?;
     }
     Ok((found, places))
 }
@@ -104,30 +152,35 @@ pub fn bearer_token(value: &[u8]) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Open `token` through the cache and check everything that can change
-/// after it was minted: expiry (with clock skew), the account, and the key
-/// still being configured and live.
+/// Open a credential through the cache and check everything that can
+/// change after it was sealed: expiry (with clock skew), the account, and
+/// the key still being configured and live.
 pub fn verify(
     config: &Config,
     cache: &TokenCache,
-    token: &str,
+    credential: &Credential<'_>,
     now: u64,
 ) -> Result<Arc<Opened>, Reason> {
-    if token.len() > config.limits.max_token_len {
+    let sealed = credential.as_str();
+    if sealed.len() > config.limits.max_token_len {
         return Err(Reason::InvalidToken(TokenError::TooLong));
     }
-    if let Some(opened) = cache.get(token) {
+    if let Some(opened) = cache.get(sealed) {
         return match validate(config, &opened, now) {
             Ok(()) => Ok(opened),
             Err(reason) => {
-                cache.remove(token);
+                cache.remove(sealed);
                 Err(reason)
             }
         };
     }
-    let opened = Arc::new(token::open(&config.secrets, token).map_err(Reason::InvalidToken)?);
+    let opened = match credential {
+        Credential::Token(token) => token::open(&config.secrets, token),
+        Credential::Session(session) => token::open_session(&config.secrets, session),
+    };
+    let opened = Arc::new(opened.map_err(Reason::InvalidToken)?);
     validate(config, &opened, now)?;
-    cache.insert(token, Arc::clone(&opened));
+    cache.insert(sealed, Arc::clone(&opened));
     Ok(opened)
 }
 
@@ -159,22 +212,22 @@ pub fn access_for<'c>(config: &'c Config, path: &str) -> (Option<&'c PageRule>, 
     }
 }
 
-/// Decide a request for the normalized `path` carrying `token`.
+/// Decide a request for the normalized `path` carrying `credential`.
 pub fn decide(
     config: &Config,
     cache: &TokenCache,
     path: &str,
-    token: Option<&str>,
+    credential: Option<&Credential<'_>>,
     now: u64,
 ) -> Decision {
     let (rule, access) = access_for(config, path);
     if access == Access::Public {
         return Decision::Forward(None);
     }
-    let Some(token) = token else {
+    let Some(credential) = credential else {
         return Decision::Reject(Reason::MissingToken);
     };
-    let opened = match verify(config, cache, token, now) {
+    let opened = match verify(config, cache, credential, now) {
         Ok(opened) => opened,
         Err(reason) => return Decision::Reject(reason),
     };
@@ -263,10 +316,12 @@ allow_domains = ["example.com"]
         let expired = token(&c, "live", "acct", "a@example.com", NOW - 900, NOW - 300);
         let retired = token(&c, "retired", "acct", "a@example.com", NOW, NOW + 300);
         let other = token(&c, "live", "other", "a@example.com", NOW, NOW + 300);
-        let reject = |t: &str, p: &str| match decide(&c, &cache, p, Some(t), NOW) {
-            Decision::Reject(r) => Some(r),
-            Decision::Forward(_) => None,
-        };
+        let reject =
+            |t: &str, p: &str| match decide(&c, &cache, p, Some(&Credential::Token(t.into())), NOW)
+            {
+                Decision::Reject(r) => Some(r),
+                Decision::Forward(_) => None,
+            };
         assert!(matches!(
             decide(&c, &cache, "/", None, NOW),
             Decision::Forward(None)
@@ -302,6 +357,7 @@ allow_domains = ["example.com"]
         let c = config();
         let cache = TokenCache::new(100);
         let t = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
+        let t = Credential::Token(t.into());
         assert!(verify(&c, &cache, &t, NOW).is_ok());
         assert_eq!(cache.len(), 1);
         // Past expiry plus skew, the cached entry is refused and dropped.
@@ -318,7 +374,7 @@ allow_domains = ["example.com"]
         let cache = TokenCache::new(100);
         let expired = token(&c, "live", "acct", "a@example.com", NOW - 900, NOW - 300);
         for t in ["garbage", "pg1.live.AAAA", expired.as_str()] {
-            assert!(verify(&c, &cache, t, NOW).is_err());
+            assert!(verify(&c, &cache, &Credential::Token(t.into()), NOW).is_err());
         }
         assert!(cache.is_empty());
     }
@@ -366,6 +422,7 @@ allow_domains = ["example.com"]
             }
             let cache = TokenCache::new(10);
             let none = TokenCache::new(0);
+            let t = Credential::Token(t.into());
             for now in [NOW, NOW + later] {
                 let cached = decide(&c, &cache, path, Some(&t), now);
                 let fresh = decide(&c, &none, path, Some(&t), now);

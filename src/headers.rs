@@ -230,6 +230,36 @@ pub fn query_without_token(query: &str) -> Option<String> {
     }
 }
 
+/// Keep shared caches from storing a page served to one verified user:
+/// `public` and `s-maxage` are dropped and `private` is added, unless the
+/// upstream already said `private` or `no-store`.
+pub fn make_private(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let lower = |d: &String| d.to_ascii_lowercase();
+    if directives
+        .iter()
+        .map(lower)
+        .any(|d| d == "private" || d == "no-store")
+    {
+        return;
+    }
+    let mut kept = vec!["private".to_string()];
+    kept.extend(directives.into_iter().filter(|d| {
+        let d = d.to_ascii_lowercase();
+        d != "public" && !d.starts_with("s-maxage")
+    }));
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+}
+
 /// Strip hop-by-hop headers from an upstream response before it goes back.
 pub fn prepare_client_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
@@ -324,6 +354,24 @@ mod tests {
         prepare_upstream_headers(&mut h, places, client(), None, None).expect("ok");
         let values: Vec<_> = h.get_all(header::AUTHORIZATION).iter().collect();
         assert_eq!(values, vec![HeaderValue::from_static("Basic dTpw")]);
+    }
+
+    #[test]
+    fn verified_responses_are_never_stored_by_shared_caches() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=600, s-maxage=3600"),
+        );
+        make_private(&mut h);
+        assert_eq!(h[header::CACHE_CONTROL], "private, max-age=600");
+        let mut none = HeaderMap::new();
+        make_private(&mut none);
+        assert_eq!(none[header::CACHE_CONTROL], "private");
+        let mut store = HeaderMap::new();
+        store.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        make_private(&mut store);
+        assert_eq!(store[header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub struct TokenKey {
     id: Box<str>,
     /// The AEAD keyed with the derived token key; it zeroizes the key on drop.
     cipher: XChaCha20Poly1305,
+    /// The AEAD for session cookies, keyed for [`Purpose::Session`]: a token
+    /// can never pass as a session, nor a session as a token.
+    session_cipher: XChaCha20Poly1305,
     /// Rotation: after this instant the key no longer opens tokens.
     not_after: Option<SystemTime>,
 }
@@ -118,9 +121,13 @@ impl TokenKey {
         let mut key = derive_key(secret, Purpose::Token);
         let cipher = XChaCha20Poly1305::new(&key.into());
         wipe(&mut key);
+        let mut key = derive_key(secret, Purpose::Session);
+        let session_cipher = XChaCha20Poly1305::new(&key.into());
+        wipe(&mut key);
         TokenKey {
             id: id.into(),
             cipher,
+            session_cipher,
             not_after,
         }
     }
@@ -142,8 +149,11 @@ impl TokenKey {
     }
 
     /// The AEAD for this key; only the token module encrypts and decrypts.
-    pub(crate) fn cipher(&self) -> &XChaCha20Poly1305 {
-        &self.cipher
+    pub(crate) fn cipher(&self, purpose: Purpose) -> &XChaCha20Poly1305 {
+        match purpose {
+            Purpose::Token => &self.cipher,
+            Purpose::Session => &self.session_cipher,
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`path`]: request path normalization, shared by rules and upstream.
 //! - [`gate`]: the decision for one request (pure apart from the cache).
 //! - [`headers`]: header hygiene between client and upstream.
+//! - [`embed`]: the `released-page` element's script and the denied-frame page.
+//! - [`session`]: the token-to-session exchange and the session cookie.
 //! - [`api`]: the token API the customer's backend calls.
 //! - [`limiter`]: rate limiting of failed token API attempts.
 //! - [`proxy`]: forwarding to the upstream (portal host or [`files`]).
@@ -27,6 +29,7 @@ pub mod api;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod embed;
 pub mod files;
 pub mod gate;
 pub mod headers;
@@ -37,6 +40,7 @@ pub mod proxy;
 pub mod reject;
 pub mod rules;
 pub mod server;
+pub mod session;
 pub mod token;
 
 pub use config::Config;

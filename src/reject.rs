@@ -79,12 +79,19 @@ impl Reason {
         }
     }
 
-    /// The response a client sees: JSON `{"error": ...}` when it asked for
-    /// JSON (see [`wants_json`]), plain text otherwise; 401 carries
-    /// `WWW-Authenticate: Bearer`.
-    pub fn into_response(self, wants_json: bool) -> Response<Body> {
-        let mut response = if wants_json {
+    /// The response a client sees, in the form its [`Audience`] reads:
+    /// JSON `{"error": ...}` for API clients, a short text for pages, and
+    /// for a denied frame the page that tells the embedding element (see
+    /// [`crate::embed`]). 401 always carries `WWW-Authenticate: Bearer`.
+    pub fn into_response(self, audience: Audience) -> Response<Body> {
+        let denied = matches!(
+            self.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        );
+        let mut response = if audience == Audience::Api {
             json_error(self.status(), self.message())
+        } else if audience == Audience::Frame && denied {
+            crate::embed::auth_required_page(self.status(), self.message())
         } else {
             let mut text = String::with_capacity(self.message().len() + 1);
             text.push_str(self.message());
@@ -114,12 +121,28 @@ impl Reason {
     }
 }
 
-/// Whether the client asked for JSON (`Accept: application/json`).
-pub fn wants_json(request_headers: &HeaderMap) -> bool {
-    request_headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.as_bytes().windows(16).any(|w| w == b"application/json"))
+/// Who will read a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// A program: non-navigation requests and `Accept: application/json`.
+    Api,
+    /// A person looking at a page.
+    Page,
+    /// A page inside the `released-page` element's frame.
+    Frame,
+}
+
+impl Audience {
+    /// The audience of a request, from its method and fetch metadata.
+    pub fn of(method: &http::Method, headers: &HeaderMap) -> Audience {
+        if !crate::session::is_navigation(method, headers) {
+            Audience::Api
+        } else if crate::embed::is_frame_request(headers) {
+            Audience::Frame
+        } else {
+            Audience::Page
+        }
+    }
 }
 
 /// A JSON error body `{"error": message}` with the given status.

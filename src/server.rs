@@ -24,11 +24,12 @@ use tokio::sync::Semaphore;
 use crate::body::Body;
 use crate::cache::TokenCache;
 use crate::config::{Config, Limits};
-use crate::gate::{self, Decision, TokenPlaces};
+use crate::gate::{self, Credential, Decision, TokenPlaces};
 use crate::headers::{self, ClientInfo};
 use crate::limiter::FailureLimiter;
 use crate::proxy::{Outgoing, Upstream};
-use crate::reject::{wants_json, Reason};
+use crate::reject::{Audience, Reason};
+use crate::rules::Access;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub struct Gate {
     upstream: Upstream,
     /// Failed token API attempts per client address.
     limiter: FailureLimiter,
+    /// The `released-page` element's script, with its ETag.
+    script: crate::embed::EmbedScript,
 }
 
 impl Gate {
@@ -57,6 +60,7 @@ impl Gate {
             cache,
             upstream,
             limiter,
+            script: crate::embed::EmbedScript::new(),
         })
     }
 
@@ -174,15 +178,15 @@ async fn decide_and_answer(
 ) -> (Response<Body>, String, &'static str) {
     let config = &gate.config;
     let now = gate::unix_now();
-    let json = wants_json(request.headers());
+    let audience = Audience::of(request.method(), request.headers());
 
     // Normalize: one reading of the path, for the rules and the upstream.
     let path = match crate::path::normalize(request.uri().path()) {
         Ok(path) => path.into_owned(),
         Err(error) => {
             return (
-                Reason::BadPath(error).into_response(json),
-                "-".to_string(),
+                Reason::BadPath(error).into_response(audience),
+                "-".into(),
                 "bad-path",
             )
         }
@@ -191,7 +195,7 @@ async fn decide_and_answer(
     // A host this gate does not serve, or an oversized query: refuse early.
     if !serves_host(config, &request) {
         return (
-            Reason::MisdirectedHost.into_response(json),
+            Reason::MisdirectedHost.into_response(audience),
             path,
             "bad-host",
         );
@@ -201,10 +205,14 @@ async fn decide_and_answer(
         .query()
         .is_some_and(|q| q.len() > config.limits.max_query_len)
     {
-        return (Reason::QueryTooLong.into_response(json), path, "bad-query");
+        return (
+            Reason::QueryTooLong.into_response(audience),
+            path,
+            "bad-query",
+        );
     }
 
-    // The token API is the gate's own endpoint.
+    // The gate's own endpoints.
     if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
         let caller = crate::api::Caller {
             limiter: &gate.limiter,
@@ -213,17 +221,45 @@ async fn decide_and_answer(
         let response = crate::api::handle(config, caller, request, now).await;
         return (response, path, "token-api");
     }
+    if path == config.embed.script_path {
+        let response = gate.script.respond(request.method(), request.headers());
+        return (response, path, "embed-script");
+    }
+    if path == config.embed.logout_path {
+        return (crate::session::logout_response(), path, "logout");
+    }
 
-    // Find the token and decide.
-    let (decision, places) = match gate::find_token(request.uri().query(), request.headers()) {
-        Ok((token, places)) => (
-            gate::decide(config, &gate.cache, &path, token.as_deref(), now),
-            places,
-        ),
-        Err(reason) => (Decision::Reject(reason), TokenPlaces::default()),
+    // Find the credential: a token, or else the session cookie.
+    let (credential, places) = match gate::find_credential(request.uri().query(), request.headers())
+    {
+        Ok(found) => found,
+        Err(reason) => return (reason.into_response(audience), path, "reject"),
     };
-    let identity = match decision {
-        Decision::Reject(reason) => return (reason.into_response(json), path, "reject"),
+
+    // Exchange: a token in a navigation's URL becomes a session cookie.
+    if let (Some(credential @ Credential::Token(_)), true) =
+        (&credential, places.query && audience != Audience::Api)
+    {
+        match exchange(
+            config,
+            &gate.cache,
+            credential,
+            &path,
+            request.uri().query(),
+            now,
+        ) {
+            Ok(response) => return (response, path, "exchange"),
+            Err(reason) if gate::access_for(config, &path).1 != Access::Public => {
+                return (reason.into_response(audience), path, "reject");
+            }
+            // A bad token on a public page: the page is public all the same.
+            Err(_) => {}
+        }
+    }
+
+    // Decide: the rule, the credential through the cache, the user.
+    let identity = match gate::decide(config, &gate.cache, &path, credential.as_ref(), now) {
+        Decision::Reject(reason) => return (reason.into_response(audience), path, "reject"),
         Decision::Forward(identity) => identity,
     };
 
@@ -244,15 +280,46 @@ async fn decide_and_answer(
     let outgoing =
         match outgoing_request(request, path.clone(), client, places, identity.as_deref()) {
             Ok(outgoing) => outgoing,
-            Err(reason) => return (reason.into_response(json), path, "reject"),
+            Err(reason) => return (reason.into_response(audience), path, "reject"),
         };
     match gate.upstream.forward(outgoing).await {
-        Ok(response) => (response, path, label),
-        Err(reason) => (reason.into_response(json), path, "upstream-error"),
+        Ok(mut response) => {
+            if identity.is_some() {
+                headers::make_private(response.headers_mut());
+            }
+            if let Some(policy) = &config.embed.frame_ancestors {
+                response
+                    .headers_mut()
+                    .append(header::CONTENT_SECURITY_POLICY, policy.clone());
+            }
+            (response, path, label)
+        }
+        Err(reason) => (reason.into_response(audience), path, "upstream-error"),
     }
 }
 
-/// Clean the request for the upstream: token out of the query and headers,
+/// Trade a valid token for a session cookie, redirecting to the same URL
+/// without the token.
+fn exchange(
+    config: &Config,
+    cache: &crate::cache::TokenCache,
+    token: &Credential<'_>,
+    path: &str,
+    query: Option<&str>,
+    now: u64,
+) -> Result<Response<Body>, Reason> {
+    let opened = gate::verify(config, cache, token, now)?;
+    let ttl = config.verification.session_ttl.as_secs();
+    let claims = crate::session::session_claims(&opened, now, ttl);
+    let sealed = crate::token::mint_session(config.secrets.primary(), &claims);
+    let location = match query.and_then(headers::query_without_token) {
+        Some(rest) => format!("{path}?{rest}"),
+        None => path.to_string(),
+    };
+    Ok(crate::session::exchange_response(&location, &sealed, ttl))
+}
+
+/// Clean the request for the upstream: token and session cookie out,
 /// hop-by-hop and spoofed identity headers out, the gate's own headers in.
 fn outgoing_request(
     mut request: Request<Incoming>,
@@ -268,6 +335,9 @@ fn outgoing_request(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
+    if places.cookie {
+        crate::session::strip_cookie(request.headers_mut());
+    }
     headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity)?;
     Ok(Outgoing {
         request,

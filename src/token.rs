@@ -19,13 +19,25 @@ use chacha20poly1305::{AeadInPlace, Tag, XNonce};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{is_valid_key_id, SecretRing, TokenKey};
+use crate::keys::{is_valid_key_id, Purpose, SecretRing, TokenKey};
 
 /// Hard maximum length of a token in bytes, checked before any decoding.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// The version tag that starts every token of this format, with its dot.
 pub const VERSION_PREFIX: &str = "pg1.";
+
+/// The version tag of session cookies: the same layout as tokens, under a
+/// key derived for [`Purpose::Session`].
+pub const SESSION_PREFIX: &str = "pgs1.";
+
+/// The clear prefix of each kind of sealed claims.
+const fn prefix(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Token => VERSION_PREFIX,
+        Purpose::Session => SESSION_PREFIX,
+    }
+}
 
 /// Bytes of XChaCha20 nonce at the start of the decoded body.
 const NONCE_LEN: usize = 24;
@@ -113,13 +125,34 @@ pub struct Opened {
 pub fn mint(key: &TokenKey, claims: &Claims) -> String {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
-    mint_with_nonce(key, claims, &nonce)
+    seal(Purpose::Token, key, claims, &nonce)
+}
+
+/// Seals `claims` as a session cookie value (`pgs1.` prefix, session key).
+/// Same format and limits as tokens; see `docs/token-format.md`.
+///
+/// # Panics
+/// If the operating system's random number generator fails.
+pub fn mint_session(key: &TokenKey, claims: &Claims) -> String {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    seal(Purpose::Session, key, claims, &nonce)
+}
+
+/// Opens a session cookie value sealed by [`mint_session`]; errors as
+/// [`open`].
+pub fn open_session(ring: &SecretRing, session: &str) -> Result<Opened, TokenError> {
+    unseal(Purpose::Session, ring, session)
 }
 
 /// Mints with a caller-chosen nonce: for test vectors only; never use a
 /// chosen nonce in production (a repeated nonce breaks the AEAD).
 #[doc(hidden)]
 pub fn mint_with_nonce(key: &TokenKey, claims: &Claims, nonce: &[u8; NONCE_LEN]) -> String {
+    seal(Purpose::Token, key, claims, nonce)
+}
+
+fn seal(purpose: Purpose, key: &TokenKey, claims: &Claims, nonce: &[u8; NONCE_LEN]) -> String {
     let claims: Cow<'_, Claims> = if claims.email.bytes().any(|b| b.is_ascii_uppercase()) {
         let mut lowered = claims.clone();
         lowered.email.make_ascii_lowercase();
@@ -127,13 +160,13 @@ pub fn mint_with_nonce(key: &TokenKey, claims: &Claims, nonce: &[u8; NONCE_LEN])
     } else {
         Cow::Borrowed(claims)
     };
-    let mut token = header(key.id());
+    let mut token = header(prefix(purpose), key.id());
     let mut body = Vec::with_capacity(NONCE_LEN + 128 + TAG_LEN);
     body.extend_from_slice(nonce);
     serde_json::to_writer(&mut body, &*claims)
         .unwrap_or_else(|_| unreachable!("claims always serialize into a Vec"));
     let tag = key
-        .cipher()
+        .cipher(purpose)
         .encrypt_in_place_detached(
             XNonce::from_slice(nonce),
             token.as_bytes(),
@@ -146,10 +179,10 @@ pub fn mint_with_nonce(key: &TokenKey, claims: &Claims, nonce: &[u8; NONCE_LEN])
 }
 
 /// `pg1.<key-id>.`: the clear header, which is also the associated data.
-fn header(key_id: &str) -> String {
+fn header(prefix: &str, key_id: &str) -> String {
     // Room for the base64 body of a typical token, to encode without regrowing.
-    let mut header = String::with_capacity(VERSION_PREFIX.len() + key_id.len() + 1 + 256);
-    header.push_str(VERSION_PREFIX);
+    let mut header = String::with_capacity(prefix.len() + key_id.len() + 1 + 256);
+    header.push_str(prefix);
     header.push_str(key_id);
     header.push('.');
     header
@@ -195,18 +228,21 @@ pub fn is_valid_user_id(id: &str) -> bool {
 /// parse and identity checks (`BadClaims`: see [`is_plausible_email`] and
 /// [`is_valid_user_id`]). The email is lower-cased again (defence in depth).
 pub fn open(ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
+    unseal(Purpose::Token, ring, token)
+}
+
+fn unseal(purpose: Purpose, ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
-    let rest = token
-        .strip_prefix(VERSION_PREFIX)
-        .ok_or(TokenError::Malformed)?;
+    let version = prefix(purpose);
+    let rest = token.strip_prefix(version).ok_or(TokenError::Malformed)?;
     let (key_id, body) = rest.split_once('.').ok_or(TokenError::Malformed)?;
     if !is_valid_key_id(key_id) {
         return Err(TokenError::Malformed);
     }
     let key = ring.get(key_id).ok_or(TokenError::UnknownKey)?;
-    let aad = &token.as_bytes()[..VERSION_PREFIX.len() + key_id.len() + 1];
+    let aad = &token.as_bytes()[..version.len() + key_id.len() + 1];
 
     let mut bytes = URL_SAFE_NO_PAD
         .decode(body)
@@ -216,7 +252,7 @@ pub fn open(ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
     }
     let (nonce, sealed) = bytes.split_at_mut(NONCE_LEN);
     let (plaintext, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
-    key.cipher()
+    key.cipher(purpose)
         .decrypt_in_place_detached(
             XNonce::from_slice(nonce),
             aad,
@@ -353,7 +389,7 @@ mod tests {
         let mut plaintext = body[NONCE_LEN..body.len() - TAG_LEN].to_vec();
         let tag = Tag::clone_from_slice(&body[body.len() - TAG_LEN..]);
         ring.primary()
-            .cipher()
+            .cipher(Purpose::Token)
             .decrypt_in_place_detached(
                 XNonce::from_slice(&[7; 24]),
                 header.as_bytes(),
@@ -482,7 +518,7 @@ mod tests {
             let mut body = [0u8; 24].to_vec();
             body.extend_from_slice(json.as_bytes());
             let tag = key
-                .cipher()
+                .cipher(Purpose::Token)
                 .encrypt_in_place_detached(
                     XNonce::from_slice(&[0; 24]),
                     b"pg1.k1.",
@@ -529,6 +565,30 @@ mod tests {
         let opened = open(&ring, &future).unwrap();
         assert_eq!(opened.claims.email, "e@x.io");
         assert_eq!(opened.claims.user_id, None);
+    }
+
+    #[test]
+    fn sessions_and_tokens_never_stand_in_for_each_other() {
+        let ring = ring(&[("k1", "a secret")]);
+        let c = claims();
+        let session = mint_session(ring.primary(), &c);
+        assert!(session.starts_with("pgs1.k1."));
+        assert_eq!(
+            open_session(&ring, &session).map(|o| o.claims),
+            Ok(lowered(c.clone()))
+        );
+        let token = mint(ring.primary(), &c);
+        assert_eq!(
+            open_session(&ring, &token).err(),
+            Some(TokenError::Malformed)
+        );
+        assert_eq!(open(&ring, &session).err(), Some(TokenError::Malformed));
+        // Same body under the other prefix: the key differs, so the tag fails.
+        let relabelled = format!("pgs1.{}", &token["pg1.".len()..]);
+        assert_eq!(
+            open_session(&ring, &relabelled).err(),
+            Some(TokenError::Rejected)
+        );
     }
 
     #[test]
