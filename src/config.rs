@@ -59,19 +59,22 @@ pub enum DefaultAccess {
 }
 
 /// Where requests that pass the gate go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamTarget {
     /// Serve files from a directory (the embedded demo, small sites).
     Dir(PathBuf),
-    /// Forward to a portal host over HTTP.
+    /// Forward to a portal host over HTTP or HTTPS.
     Url(http::Uri),
 }
 
 /// The upstream and how long the gate waits for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Where requests go.
     pub target: UpstreamTarget,
+    /// Extra CA certificates trusted for an `https://` upstream
+    /// (`upstream.ca_file`), besides the compiled-in public roots.
+    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// How long to wait for a TCP connection to the upstream.
     pub connect_timeout: Duration,
     /// How long to wait for the upstream's response head.
@@ -95,6 +98,31 @@ pub struct Verification {
     pub cache_capacity: usize,
     /// Lifetime of the session a token is exchanged for.
     pub session_ttl: Duration,
+}
+
+/// The gate's own TLS certificate (`[tls]`).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain file.
+    pub cert: PathBuf,
+    /// The private key file.
+    pub key: PathBuf,
+    /// Both, loaded and checked to match.
+    pub certified: std::sync::Arc<rustls::sign::CertifiedKey>,
+}
+
+/// What `portal-gate check` needs to know about a secret besides its key:
+/// never the value.
+#[derive(Debug, Clone)]
+pub struct SecretNote {
+    /// The secret's id.
+    pub id: String,
+    /// Its length in bytes.
+    pub len: usize,
+    /// Written inline (`value =`) in the config file.
+    pub inline: bool,
+    /// When it stops minting and verifying.
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 /// The embed: the `released-page` script and who may frame the portal.
@@ -184,6 +212,16 @@ pub struct Config {
     pub limits: Limits,
     /// The embed's paths and framing policy.
     pub embed: Embed,
+    /// TLS for the gate's own listener; plain HTTP when absent.
+    pub tls: Option<TlsSettings>,
+    /// Facts about each secret for `check`'s warnings.
+    pub secret_notes: Vec<SecretNote>,
+    /// A short hash of the config text, to tell versions apart in logs and
+    /// metrics.
+    pub version: String,
+    /// Files whose change `--watch` turns into a reload: the config itself,
+    /// `file =` secrets, the TLS certificate and key, the upstream CA file.
+    pub watched: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,12 +239,20 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     embed: RawEmbed,
+    tls: Option<Spanned<RawTls>>,
     upstream: Spanned<RawUpstream>,
     verification: Spanned<RawVerification>,
     #[serde(default)]
     secrets: Vec<Spanned<RawSecret>>,
     #[serde(default)]
     pages: Vec<Spanned<RawPage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +288,7 @@ struct RawUpstream {
     connect_timeout: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     pool_idle_timeout: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,10 +434,15 @@ impl Config {
 
         let upstream = compile_upstream(&at, &raw.upstream, &base)?;
         let verification = compile_verification(&at, raw.verification.get_ref())?;
-        let secrets = compile_secrets(&at, &raw.secrets, &base)?;
+        let mut watched = vec![path.to_path_buf()];
+        let (secrets, secret_notes) = compile_secrets(&at, &raw.secrets, &base, &mut watched)?;
         let rules = compile_pages(&at, &raw.pages, raw.case_insensitive_paths)?;
         let limits = compile_limits(&at, &raw.limits)?;
         let embed = compile_embed(&at, &raw.embed)?;
+        let tls = compile_tls(&at, raw.tls.as_ref(), &base, &mut watched)?;
+        if let Some(ca) = &raw.upstream.get_ref().ca_file {
+            watched.push(base.join(ca.get_ref()));
+        }
         let trusted_proxies = raw
             .trusted_proxies
             .iter()
@@ -435,7 +487,55 @@ impl Config {
             public_hosts,
             limits,
             embed,
+            tls,
+            secret_notes,
+            watched,
+            version: version_of(text),
         })
+    }
+
+    /// What `portal-gate check` warns about: secrets that expire within 7
+    /// days (or have), secrets shorter than 32 bytes, inline secrets in a
+    /// file others may read, and rules that can never match.
+    pub fn warnings(&self, now: std::time::SystemTime) -> Vec<String> {
+        let mut out = Vec::new();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        for note in &self.secret_notes {
+            if let Some(end) = note.not_after {
+                match end.duration_since(now) {
+                    Err(_) => out.push(format!(
+                        "secret {:?} expired at {}: remove it",
+                        note.id,
+                        humantime::format_rfc3339_seconds(end)
+                    )),
+                    Ok(left) if left < week => out.push(format!(
+                        "secret {:?} expires at {} (in {}): rotate now",
+                        note.id,
+                        humantime::format_rfc3339_seconds(end),
+                        humantime::format_duration(Duration::from_secs(left.as_secs()))
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            if note.len < 32 {
+                out.push(format!(
+                    "secret {:?} is {} bytes long; use at least 32 (`portal-gate secret` prints one)",
+                    note.id, note.len
+                ));
+            }
+        }
+        if self.secret_notes.iter().any(|n| n.inline) && readable_by_others(&self.source) {
+            out.push(format!(
+                "{} holds an inline secret and others may read it: chmod o-r it, or use `file =` or `env =`",
+                self.source.display()
+            ));
+        }
+        for rule in self.rules.in_precedence_order() {
+            if let Some(why) = never_matches(rule.pattern(), self) {
+                out.push(format!("rule {:?} can never match: {why}", rule.pattern()));
+            }
+        }
+        out
     }
 
     /// Lines describing the config for `portal-gate check`: the upstream,
@@ -504,19 +604,12 @@ fn compile_upstream(
                 .parse()
                 .map_err(|e| at.error(url.span(), "upstream.url", format!("invalid URL: {e}")))?;
             match (uri.scheme_str(), uri.authority()) {
-                (Some("http"), Some(_)) => {}
-                (Some("https"), Some(_)) => {
-                    return Err(at.error(
-                        url.span(),
-                        "upstream.url",
-                        "https upstreams are not supported yet; use http:// on a trusted network",
-                    ));
-                }
+                (Some("http" | "https"), Some(_)) => {}
                 _ => {
                     return Err(at.error(
                         url.span(),
                         "upstream.url",
-                        "must be an absolute http:// URL such as \"http://127.0.0.1:3000\"",
+                        "must be an absolute http:// or https:// URL such as \"http://127.0.0.1:3000\"",
                     ));
                 }
             }
@@ -562,8 +655,24 @@ fn compile_upstream(
         "upstream.pool_idle_timeout",
         Duration::from_secs(4),
     )?;
+    let ca_certs = match &up.ca_file {
+        None => Vec::new(),
+        Some(file) => {
+            if !matches!(&target, UpstreamTarget::Url(uri) if uri.scheme_str() == Some("https")) {
+                return Err(at.error(
+                    file.span(),
+                    "upstream.ca_file",
+                    "only applies to an https:// upstream url",
+                ));
+            }
+            let full = base.join(file.get_ref());
+            crate::tls::load_ca_file(&full)
+                .map_err(|e| at.error(file.span(), "upstream.ca_file", e.to_string()))?
+        }
+    };
     Ok(UpstreamConfig {
         target,
+        ca_certs,
         connect_timeout: positive(
             connect_timeout,
             &up.connect_timeout,
@@ -805,11 +914,95 @@ fn compile_verification(
     })
 }
 
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> bool {
+    false
+}
+
+/// Why a rule's pattern can never match a request, if it cannot: the gate
+/// answers its own paths itself, and refuses paths that do not survive
+/// normalization before any rule is looked at.
+fn never_matches(pattern: &str, config: &Config) -> Option<String> {
+    let own = crate::api::TOKEN_PATHS.iter().copied().chain([
+        config.embed.script_path.as_str(),
+        config.embed.logout_path.as_str(),
+    ]);
+    for path in own {
+        if pattern.trim_end_matches('/') == path {
+            return Some(format!("the gate answers {path} itself"));
+        }
+    }
+    for segment in pattern
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "*" && *s != "**")
+    {
+        let alone = format!("/{segment}");
+        match crate::path::normalize(&alone) {
+            Err(error) => {
+                return Some(format!(
+                    "requests with segment {segment:?} are refused ({error})"
+                ))
+            }
+            Ok(normal) if normal != alone => {
+                return Some(format!(
+                    "requests arrive normalized, as {normal:?} rather than {alone:?}"
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+/// The first 12 hex digits of the SHA-256 of the config text.
+fn version_of(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn compile_tls(
+    at: &Locator<'_>,
+    raw: Option<&Spanned<RawTls>>,
+    base: &Path,
+    watched: &mut Vec<PathBuf>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let tls = raw.get_ref();
+    let cert = base.join(tls.cert.get_ref());
+    let key = base.join(tls.key.get_ref());
+    let certified = crate::tls::load_certified_key(&cert, &key).map_err(|e| {
+        let (span, name) = match &e {
+            crate::tls::TlsError::File { path, .. } if *path == cert => {
+                (tls.cert.span(), "tls.cert")
+            }
+            _ => (tls.key.span(), "tls.key"),
+        };
+        at.error(span, name, e.to_string())
+    })?;
+    watched.push(cert.clone());
+    watched.push(key.clone());
+    Ok(Some(TlsSettings {
+        cert,
+        key,
+        certified,
+    }))
+}
+
 fn compile_secrets(
     at: &Locator<'_>,
     raw: &[Spanned<RawSecret>],
     base: &Path,
-) -> Result<SecretRing, ConfigError> {
+    watched: &mut Vec<PathBuf>,
+) -> Result<(SecretRing, Vec<SecretNote>), ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError {
             file: at.file.to_path_buf(),
@@ -821,6 +1014,7 @@ fn compile_secrets(
         });
     }
     let mut specs = Vec::with_capacity(raw.len());
+    let mut notes = Vec::with_capacity(raw.len());
     for (i, entry) in raw.iter().enumerate() {
         let s = entry.get_ref();
         let key = |k: &str| format!("secrets[{i}].{k}");
@@ -840,6 +1034,7 @@ fn compile_secrets(
                 .into_bytes(),
             (None, None, Some(file)) => {
                 let full = base.join(file.get_ref());
+                watched.push(full.clone());
                 let text = std::fs::read_to_string(&full).map_err(|e| {
                     at.error(
                         file.span(),
@@ -871,6 +1066,12 @@ fn compile_secrets(
                 )
             })?),
         };
+        notes.push(SecretNote {
+            id: s.id.get_ref().clone(),
+            len: value.len(),
+            inline: s.value.is_some(),
+            not_after,
+        });
         specs.push(SecretSpec {
             id: s.id.get_ref().clone(),
             value,
@@ -878,10 +1079,27 @@ fn compile_secrets(
             not_after,
         });
     }
-    SecretRing::new(specs).map_err(|e| {
+    let ring = SecretRing::new(specs).map_err(|e| {
         let span = raw.first().map(|s| s.span()).unwrap_or(0..0);
         at.error(span, "secrets", e.to_string())
-    })
+    })?;
+    // A primary that can no longer mint would turn every token request into
+    // an error: refuse it now, while the old config still serves.
+    let primary = ring.primary();
+    if !primary.is_live(std::time::SystemTime::now()) {
+        let index = notes.iter().position(|n| n.id == primary.id()).unwrap_or(0);
+        let span = raw
+            .get(index)
+            .and_then(|s| s.get_ref().not_after.as_ref())
+            .map(|v| v.span())
+            .unwrap_or(0..0);
+        return Err(at.error(
+            span,
+            &format!("secrets[{index}].not_after"),
+            "the primary secret has expired: make a live secret primary",
+        ));
+    }
+    Ok((ring, notes))
 }
 
 fn compile_pages(

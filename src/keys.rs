@@ -260,6 +260,19 @@ impl SecretRing {
         self.entries.iter().map(|e| &e.token).find(|k| k.id() == id)
     }
 
+    /// Whether both rings hold the same secret under `id` (a reload that
+    /// keeps an id but changes its value must not keep what the old value
+    /// opened).
+    pub fn same_secret_as(&self, other: &SecretRing, id: &str) -> bool {
+        let digest = |ring: &SecretRing| {
+            ring.entries
+                .iter()
+                .find(|e| e.token.id() == id)
+                .map(|e| e.bearer_digest)
+        };
+        matches!((digest(self), digest(other)), (Some(a), Some(b)) if a == b)
+    }
+
     /// Whether a secret with this id is configured.
     pub fn contains(&self, id: &str) -> bool {
         self.get(id).is_some()

@@ -17,7 +17,11 @@
 //! - [`limiter`]: rate limiting of failed token API attempts.
 //! - [`proxy`]: forwarding to the upstream (portal host or [`files`]).
 //! - [`reject`]: refusal reasons and their HTTP statuses.
-//! - [`server`]: accept loop and the life of one request.
+//! - [`tls`]: certificates for the gate and trust roots for upstreams.
+//! - [`reload`]: SIGHUP and `--watch` reloads.
+//! - [`state`]: the shared state and how a reload replaces the config.
+//! - [`handler`]: the life of one request.
+//! - [`server`]: accept loop, TLS, connections, graceful shutdown.
 //!
 //! `ARCHITECTURE.md` in the repository draws the same map with the
 //! invariants the code keeps.
@@ -32,16 +36,21 @@ pub mod config;
 pub mod embed;
 pub mod files;
 pub mod gate;
+pub mod handler;
 pub mod headers;
 pub mod keys;
 pub mod limiter;
 pub mod path;
 pub mod proxy;
 pub mod reject;
+pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod session;
+pub mod state;
+pub mod tls;
 pub mod token;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{run, serve};
+pub use state::Gate;

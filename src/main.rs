@@ -20,17 +20,42 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The TOML config file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Listen on this address instead of the config's `listen`.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Reload when the config, a `file =` secret or the TLS files change
+    /// (SIGHUP always reloads).
+    #[arg(long)]
+    watch: bool,
+    /// Log lines for people or for machines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `warn`, `portal_gate=debug`); `RUST_LOG`
+    /// is used when this is not given.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<std::num::NonZeroUsize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gate.
-    Serve {
-        /// The TOML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Listen on this address instead of the config's `listen`.
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-    },
+    Serve(ServeArgs),
     /// Validate a config and print a summary.
     Check {
         /// The TOML config file.
@@ -59,7 +84,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve(args) => serve(args),
         Command::Check { config } => check(config),
         Command::Token {
             config,
@@ -78,17 +103,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let config = Config::load(&config)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let addr = listen.unwrap_or(config.listen);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    init_logging(args.log_format, args.log_level.as_deref())?;
+    let addr = args.listen.unwrap_or(config.listen);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.get());
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
@@ -97,10 +125,37 @@ fn serve(config: PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Resul
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        tracing::info!("portal-gate listening on http://{local}");
-        portal_gate::run(listener, config, shutdown_signal()).await?;
+        let gate = std::sync::Arc::new(portal_gate::Gate::new(config)?);
+        #[cfg(unix)]
+        tokio::spawn(portal_gate::reload::on_sighup(std::sync::Arc::clone(&gate)));
+        if args.watch {
+            let watched = std::sync::Arc::clone(&gate);
+            tokio::spawn(portal_gate::reload::watch_files(watched, portal_gate::reload::WATCH_INTERVAL));
+        }
+        tracing::info!(version = %gate.config().version, "portal-gate listening on {scheme}://{local}");
+        portal_gate::serve(listener, gate, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Logs to stderr: colours only on a terminal, never a token or secret.
+fn init_logging(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::try_new(level)
+            .with_context(|| format!("--log-level {level:?}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -128,6 +183,9 @@ async fn shutdown_signal() {
 fn check(config: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
     print!("{}", config.summary());
+    for warning in config.warnings(std::time::SystemTime::now()) {
+        println!("warning: {warning}");
+    }
     println!("ok");
     Ok(())
 }

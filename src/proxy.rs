@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -29,15 +29,13 @@ pub enum Upstream {
     Http(Box<HttpUpstream>),
 }
 
-/// A portal host reached over HTTP with pooled connections.
+/// A portal host reached over HTTP or HTTPS with pooled connections.
 #[derive(Debug)]
 pub struct HttpUpstream {
-    /// Pooled keep-alive client; cloning shares the pool.
-    client: Client<HttpConnector, Incoming>,
+    /// Pooled keep-alive client; HTTP/2 when an https upstream offers it.
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     /// Scheme and authority of the upstream URL.
     base: Uri,
-    /// The `Host` the upstream expects.
-    host: HeaderValue,
     /// How long to wait for the response head.
     timeout: Duration,
 }
@@ -88,7 +86,6 @@ impl HttpUpstream {
         let authority = url
             .authority()
             .ok_or_else(|| std::io::Error::other("upstream URL has no host"))?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(std::io::Error::other)?;
         let base = Uri::builder()
             .scheme(url.scheme_str().unwrap_or("http"))
             .authority(authority.clone())
@@ -99,6 +96,16 @@ impl HttpUpstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls =
+            crate::tls::upstream_client_config(&config.ca_certs).map_err(std::io::Error::other)?;
+        // ALPN offers h2 and http/1.1 to https upstreams; plain http stays
+        // HTTP/1.1 (no h2c guessing towards a server we do not know).
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
@@ -106,7 +113,6 @@ impl HttpUpstream {
         Ok(HttpUpstream {
             client,
             base,
-            host,
             timeout: config.timeout,
         })
     }
@@ -128,10 +134,10 @@ impl HttpUpstream {
                 .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?,
         );
         *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
+        // The client picks HTTP/1.1 or HTTP/2 per connection; on HTTP/1.1 it
+        // sets `Host` from the upstream URL (the client's Host went into
+        // X-Forwarded-Host).
         *request.version_mut() = Version::HTTP_11;
-        request
-            .headers_mut()
-            .insert(header::HOST, self.host.clone());
 
         let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
         {

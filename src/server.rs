@@ -1,88 +1,52 @@
-//! The server: accept connections, read requests, and walk each one
-//! through the gate's phases.
-//!
-//! The life of one request, each phase one call below:
-//! accept → read request (hyper) → normalize path → token API? → find token
-//! → decide (rule, cache, admit) → forward or reject → log.
+//! The server: accept connections (TLS when configured), speak HTTP/1.1
+//! and HTTP/2 on them with every limit applied, hand each request to
+//! [`crate::handler`], and shut down gracefully.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
-use crate::body::Body;
-use crate::cache::TokenCache;
 use crate::config::{Config, Limits};
-use crate::gate::{self, Credential, Decision, TokenPlaces};
-use crate::headers::{self, ClientInfo};
-use crate::limiter::FailureLimiter;
-use crate::proxy::{Outgoing, Upstream};
-use crate::reject::{Audience, Reason};
-use crate::rules::Access;
+use crate::handler::{handle, Connection};
+use crate::state::Gate;
 
-/// Everything a request needs, shared by all connections.
-#[derive(Debug)]
-pub struct Gate {
-    /// The validated config.
-    config: Config,
-    /// Opened tokens, so each is decrypted once.
-    cache: TokenCache,
-    /// Where admitted requests go.
-    upstream: Upstream,
-    /// Failed token API attempts per client address.
-    limiter: FailureLimiter,
-    /// The `released-page` element's script, with its ETag.
-    script: crate::embed::EmbedScript,
-}
-
-impl Gate {
-    /// Build the gate's state from a validated config.
-    pub fn new(config: Config) -> std::io::Result<Gate> {
-        let upstream = Upstream::new(&config.upstream)?;
-        let cache = TokenCache::new(config.verification.cache_capacity);
-        let limiter = FailureLimiter::new(
-            config.limits.api_failure_burst,
-            config.limits.api_failure_refill,
-        );
-        Ok(Gate {
-            config,
-            cache,
-            upstream,
-            limiter,
-            script: crate::embed::EmbedScript::new(),
-        })
-    }
-
-    /// The config this gate runs on.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-}
-
-/// Serve the gate on `listener` until `shutdown` completes, then let
-/// in-flight requests finish (up to a grace period) and return.
+/// Serve a gate built from `config` on `listener` until `shutdown`
+/// completes, then let in-flight requests finish (up to
+/// `limits.shutdown_grace`) and return.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let gate = Arc::new(Gate::new(config)?);
-    let limits = gate.config.limits.clone();
-    let builder = connection_builder(&limits);
+    serve(listener, Arc::new(Gate::new(config)?), shutdown).await
+}
+
+/// Serve `gate` on `listener` until `shutdown` completes. The caller keeps
+/// a handle on the gate to reload it.
+pub async fn serve(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let started_with = gate.config();
+    let tls = match gate.certs() {
+        Some(store) => Some(TlsAcceptor::from(
+            crate::tls::server_config(Arc::clone(store)).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
     // Each connection holds a permit; at the limit, the accept loop waits
     // and new connections queue in the kernel's listen backlog.
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(started_with.limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -108,18 +72,49 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Limits apply to new connections from the config in force now.
+        let limits = gate.config().limits.clone();
         let gate = Arc::clone(&gate);
-        let service = service_fn(move |request| {
-            let gate = Arc::clone(&gate);
-            async move { Ok::<_, Infallible>(handle(&gate, request, peer).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let _permit = permit;
+            let result = match tls {
+                None => {
+                    let conn = Connection {
+                        peer,
+                        proto: "http",
+                    };
+                    serve_connection(TokioIo::new(stream), gate, conn, &limits, watcher).await
+                }
+                Some(acceptor) => {
+                    // The handshake counts against the same clock as a
+                    // request head: a client that stalls it is cut off.
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            let conn = Connection {
+                                peer,
+                                proto: "https",
+                            };
+                            serve_connection(TokioIo::new(stream), gate, conn, &limits, watcher)
+                                .await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_elapsed) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
-            drop(permit);
         });
     }
 
@@ -127,9 +122,31 @@ pub async fn run(
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+        () = tokio::time::sleep(started_with.limits.shutdown_grace) => {
+            tracing::warn!("grace period over; closing remaining connections");
+        }
     }
     Ok(())
+}
+
+/// Serve HTTP/1.1 or HTTP/2 (by ALPN or preface) on one connection.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    gate: Arc<Gate>,
+    conn: Connection,
+    limits: &Limits,
+    watcher: Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let gate = Arc::clone(&gate);
+        async move { Ok::<_, Infallible>(handle(&gate, request, conn).await) }
+    });
+    let builder = connection_builder(limits);
+    let connection = builder.serve_connection(io, service).into_owned();
+    watcher.watch(connection).await
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder with every limit applied. Both
@@ -153,220 +170,4 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
     builder
-}
-
-/// One request, top to bottom. Never fails: every refusal is a response.
-pub async fn handle(gate: &Gate, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let (response, path, decision) = decide_and_answer(gate, request, peer).await;
-    tracing::info!(
-        target: "access",
-        %method,
-        path = %path,
-        status = response.status().as_u16(),
-        decision,
-        latency_us = started.elapsed().as_micros() as u64,
-    );
-    response
-}
-
-async fn decide_and_answer(
-    gate: &Gate,
-    request: Request<Incoming>,
-    peer: SocketAddr,
-) -> (Response<Body>, String, &'static str) {
-    let config = &gate.config;
-    let now = gate::unix_now();
-    let audience = Audience::of(request.method(), request.headers());
-
-    // Normalize: one reading of the path, for the rules and the upstream.
-    let path = match crate::path::normalize(request.uri().path()) {
-        Ok(path) => path.into_owned(),
-        Err(error) => {
-            return (
-                Reason::BadPath(error).into_response(audience),
-                "-".into(),
-                "bad-path",
-            )
-        }
-    };
-
-    // A host this gate does not serve, or an oversized query: refuse early.
-    if !serves_host(config, &request) {
-        return (
-            Reason::MisdirectedHost.into_response(audience),
-            path,
-            "bad-host",
-        );
-    }
-    if request
-        .uri()
-        .query()
-        .is_some_and(|q| q.len() > config.limits.max_query_len)
-    {
-        return (
-            Reason::QueryTooLong.into_response(audience),
-            path,
-            "bad-query",
-        );
-    }
-
-    // The gate's own endpoints.
-    if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
-        let caller = crate::api::Caller {
-            limiter: &gate.limiter,
-            ip: peer.ip(),
-        };
-        let response = crate::api::handle(config, caller, request, now).await;
-        return (response, path, "token-api");
-    }
-    if path == config.embed.script_path {
-        let response = gate.script.respond(request.method(), request.headers());
-        return (response, path, "embed-script");
-    }
-    if path == config.embed.logout_path {
-        return (crate::session::logout_response(), path, "logout");
-    }
-
-    // Find the credential: a token, or else the session cookie.
-    let (credential, places) = match gate::find_credential(request.uri().query(), request.headers())
-    {
-        Ok(found) => found,
-        Err(reason) => return (reason.into_response(audience), path, "reject"),
-    };
-
-    // Exchange: a token in a navigation's URL becomes a session cookie.
-    if let (Some(credential @ Credential::Token(_)), true) =
-        (&credential, places.query && audience != Audience::Api)
-    {
-        match exchange(
-            config,
-            &gate.cache,
-            credential,
-            &path,
-            request.uri().query(),
-            now,
-        ) {
-            Ok(response) => return (response, path, "exchange"),
-            Err(reason) if gate::access_for(config, &path).1 != Access::Public => {
-                return (reason.into_response(audience), path, "reject");
-            }
-            // A bad token on a public page: the page is public all the same.
-            Err(_) => {}
-        }
-    }
-
-    // Decide: the rule, the credential through the cache, the user.
-    let identity = match gate::decide(config, &gate.cache, &path, credential.as_ref(), now) {
-        Decision::Reject(reason) => return (reason.into_response(audience), path, "reject"),
-        Decision::Forward(identity) => identity,
-    };
-
-    // Forward: rewrite the request for the upstream, then send it.
-    let label = if identity.is_some() {
-        "verified"
-    } else {
-        "public"
-    };
-    let client = ClientInfo {
-        peer,
-        proto: "http",
-        trusted: config
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer.ip())),
-    };
-    let outgoing =
-        match outgoing_request(request, path.clone(), client, places, identity.as_deref()) {
-            Ok(outgoing) => outgoing,
-            Err(reason) => return (reason.into_response(audience), path, "reject"),
-        };
-    match gate.upstream.forward(outgoing).await {
-        Ok(mut response) => {
-            if identity.is_some() {
-                headers::make_private(response.headers_mut());
-            }
-            if let Some(policy) = &config.embed.frame_ancestors {
-                response
-                    .headers_mut()
-                    .append(header::CONTENT_SECURITY_POLICY, policy.clone());
-            }
-            (response, path, label)
-        }
-        Err(reason) => (reason.into_response(audience), path, "upstream-error"),
-    }
-}
-
-/// Trade a valid token for a session cookie, redirecting to the same URL
-/// without the token.
-fn exchange(
-    config: &Config,
-    cache: &crate::cache::TokenCache,
-    token: &Credential<'_>,
-    path: &str,
-    query: Option<&str>,
-    now: u64,
-) -> Result<Response<Body>, Reason> {
-    let opened = gate::verify(config, cache, token, now)?;
-    let ttl = config.verification.session_ttl.as_secs();
-    let claims = crate::session::session_claims(&opened, now, ttl);
-    let sealed = crate::token::mint_session(config.secrets.primary(), &claims);
-    let location = match query.and_then(headers::query_without_token) {
-        Some(rest) => format!("{path}?{rest}"),
-        None => path.to_string(),
-    };
-    Ok(crate::session::exchange_response(&location, &sealed, ttl))
-}
-
-/// Clean the request for the upstream: token and session cookie out,
-/// hop-by-hop and spoofed identity headers out, the gate's own headers in.
-fn outgoing_request(
-    mut request: Request<Incoming>,
-    path: String,
-    client: ClientInfo,
-    places: TokenPlaces,
-    identity: Option<&crate::token::Opened>,
-) -> Result<Outgoing, Reason> {
-    let query = request.uri().query().and_then(headers::query_without_token);
-    let host = request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if places.cookie {
-        crate::session::strip_cookie(request.headers_mut());
-    }
-    headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity)?;
-    Ok(Outgoing {
-        request,
-        path,
-        query,
-    })
-}
-
-/// Whether the request's host (`Host`, or the HTTP/2 `:authority`) is one
-/// the gate serves. An empty `public_hosts` list serves any host. Entries
-/// without a port match the host on any port.
-fn serves_host(config: &Config, request: &Request<Incoming>) -> bool {
-    if config.public_hosts.is_empty() {
-        return true;
-    }
-    let authority = match request.uri().authority() {
-        Some(authority) => Some(authority.clone()),
-        None => request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()),
-    };
-    let Some(authority) = authority else {
-        return false;
-    };
-    let full = authority.as_str().to_ascii_lowercase();
-    let host = authority.host().to_ascii_lowercase();
-    config
-        .public_hosts
-        .iter()
-        .any(|allowed| *allowed == full || *allowed == host)
 }

@@ -166,3 +166,74 @@ fn token_refuses_a_bad_email() {
     assert!(out.is_empty());
     assert!(err.contains("email"));
 }
+
+#[test]
+fn check_warns_about_weak_expiring_and_exposed_secrets_and_dead_rules() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let soon = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3 * 24 * 3600),
+    );
+    let text = format!(
+        r#"[upstream]
+url = "http://127.0.0.1:9"
+
+[verification]
+account_id = "a"
+
+[[secrets]]
+id = "short"
+value = "tooshort"
+
+[[secrets]]
+id = "old"
+value = "0123456789abcdef0123456789abcdef-old"
+not_after = "{soon}"
+
+[[pages]]
+path = "/embed.js"
+access = "verified"
+
+[[pages]]
+path = "/files./x"
+access = "verified"
+
+[[pages]]
+path = "/docs/**"
+access = "public"
+"#
+    );
+    let path = write_config(&dir, &text);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, out, err) = run(&["check", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning: secret \"short\" is 8 bytes long"),
+        "{out}"
+    );
+    assert!(out.contains("warning: secret \"old\" expires at"), "{out}");
+    assert!(
+        out.contains("holds an inline secret and others may read it"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule \"/embed.js\" can never match: the gate answers /embed.js itself"),
+        "{out}"
+    );
+    assert!(out.contains("rule \"/files./x\" can never match"), "{out}");
+    assert!(!out.contains("rule \"/docs/**\" can never match"), "{out}");
+
+    // Private file, long secrets, live rules: no warning.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let clean = text
+        .replace(
+            "value = \"tooshort\"",
+            "value = \"0123456789abcdef0123456789abcdef-new\"",
+        )
+        .replace(&format!("not_after = \"{soon}\"\n"), "")
+        .replace("path = \"/embed.js\"", "path = \"/roadmap\"")
+        .replace("path = \"/files./x\"", "path = \"/files/x\"");
+    std::fs::write(&path, clean).expect("write");
+    let (_, out, _) = run(&["check", "--config", path.to_str().expect("utf-8")]);
+    assert!(!out.contains("warning"), "{out}");
+}

@@ -361,11 +361,17 @@ pub struct BinaryProcess {
 
 impl BinaryProcess {
     pub fn start(config: &Path) -> BinaryProcess {
+        BinaryProcess::start_with(config, &[])
+    }
+
+    /// Start with extra `serve` arguments (e.g. `--watch`).
+    pub fn start_with(config: &Path, extra: &[&str]) -> BinaryProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(binary())
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
@@ -380,8 +386,17 @@ impl BinaryProcess {
             let mut tx = Some(tx);
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    if let (Some(tx), Ok(addr)) = (tx.take(), rest.trim().parse::<SocketAddr>()) {
+                let announced = line
+                    .split("listening on ")
+                    .nth(1)
+                    .and_then(|rest| rest.split("://").nth(1));
+                if let Some(rest) = announced {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .parse::<SocketAddr>();
+                    if let (Some(tx), Ok(addr)) = (tx.take(), addr) {
                         let _ = tx.send(addr);
                     }
                 }
@@ -409,6 +424,62 @@ impl BinaryProcess {
 
     pub fn log_text(&self) -> String {
         self.log.lock().expect("lock").join("\n")
+    }
+
+    /// Send a signal (`"HUP"`, `"TERM"`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Wait until the log has a line containing `needle`, or panic.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {needle:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lines of the log containing `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Wait for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -1,0 +1,91 @@
+//! What triggers a reload: SIGHUP, and with `--watch` a change of any file
+//! the config depends on.
+//!
+//! Watching polls file metadata (length, modification time, inode) once a
+//! second rather than using inotify: it sees Kubernetes' atomic symlink
+//! swaps of ConfigMap and Secret volumes, editors that replace files, and
+//! network file systems alike, at the cost of one `stat` per file per
+//! second. A reload that fails is logged and leaves the old config serving;
+//! the next change tries again.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::state::Gate;
+
+/// How often watched files are looked at.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What identifies one version of a file; `None` when it cannot be read.
+type Fingerprint = Option<(u64, Option<SystemTime>, u64)>;
+
+fn fingerprint(path: &PathBuf) -> Fingerprint {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.len(), meta.modified().ok(), inode))
+}
+
+/// Reload `gate` from its config file and log the outcome.
+pub fn reload_and_log(gate: &Gate, cause: &str) {
+    match gate.reload_from_source() {
+        Ok(()) => {
+            let config = gate.config();
+            tracing::info!(cause, version = %config.version, "configuration reloaded");
+        }
+        Err(error) => {
+            tracing::error!(cause, %error, "reload refused; the previous configuration keeps serving");
+        }
+    }
+}
+
+/// Reload on every SIGHUP, forever.
+#[cfg(unix)]
+pub async fn on_sighup(gate: Arc<Gate>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; reload by signal is off");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        reload_and_log(&gate, "SIGHUP");
+    }
+}
+
+/// Reload whenever a file the config depends on changes, forever.
+pub async fn watch_files(gate: Arc<Gate>, interval: Duration) {
+    let mut seen = fingerprints(&gate.config().watched);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let files = gate.config().watched.clone();
+        let now = fingerprints(&files);
+        if now != seen {
+            reload_and_log(&gate, "file change");
+            // From now on, watch what the config in force depends on (a
+            // reload may add or drop secret files), as the files were
+            // *before* the reload read them: a change that lands during the
+            // reload is then seen on the next tick, not lost.
+            seen = gate
+                .config()
+                .watched
+                .iter()
+                .map(|f| {
+                    let before = now.iter().find(|(g, _)| g == f).map(|(_, print)| *print);
+                    (f.clone(), before.unwrap_or_else(|| fingerprint(f)))
+                })
+                .collect();
+        }
+    }
+}
+
+fn fingerprints(files: &[PathBuf]) -> Vec<(PathBuf, Fingerprint)> {
+    files.iter().map(|f| (f.clone(), fingerprint(f))).collect()
+}

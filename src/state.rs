@@ -1,0 +1,181 @@
+//! The gate's shared state, and how a reload replaces it.
+//!
+//! What a request reads from the config lives in one [`Active`] value
+//! behind an [`ArcSwap`]: a request takes it once when it arrives and keeps
+//! it to the end, so a reload never changes the rules under a request in
+//! flight. A reload validates the whole new config first (parsing, secrets,
+//! rules, certificate); anything wrong and the old config keeps serving.
+//! What outlives reloads (the decrypt cache, the API limiter, the embed
+//! script, the certificate store) lives here beside it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::cache::TokenCache;
+use crate::config::{Config, ConfigError};
+use crate::embed::EmbedScript;
+use crate::limiter::FailureLimiter;
+use crate::proxy::Upstream;
+use crate::tls::CertStore;
+
+/// The config in force and the upstream built from it.
+#[derive(Debug)]
+pub struct Active {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Where admitted requests go; kept across reloads that leave
+    /// `[upstream]` unchanged, so pooled connections survive.
+    pub upstream: Arc<Upstream>,
+}
+
+/// Why a reload was refused. The old config keeps serving in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The new config asks for something only a restart can do.
+    #[error("{0}")]
+    NeedsRestart(String),
+    /// The new upstream could not be set up.
+    #[error("upstream: {0}")]
+    Upstream(std::io::Error),
+}
+
+/// Everything requests share.
+#[derive(Debug)]
+pub struct Gate {
+    /// The config in force; swapped whole on reload.
+    active: ArcSwap<Active>,
+    /// Opened tokens and sessions, so each is decrypted once; entries of
+    /// removed secrets are dropped on reload.
+    cache: TokenCache,
+    /// Failed token API attempts per client address.
+    limiter: FailureLimiter,
+    /// The `released-page` element's script, with its ETag.
+    script: EmbedScript,
+    /// The TLS certificate in use, when the gate speaks TLS.
+    certs: Option<Arc<CertStore>>,
+}
+
+impl Gate {
+    /// Build the gate's state from a validated config.
+    pub fn new(config: Config) -> std::io::Result<Gate> {
+        let upstream = Arc::new(Upstream::new(&config.upstream)?);
+        let cache = TokenCache::new(config.verification.cache_capacity);
+        let limiter = FailureLimiter::new(
+            config.limits.api_failure_burst,
+            config.limits.api_failure_refill,
+        );
+        let certs = config
+            .tls
+            .as_ref()
+            .map(|tls| Arc::new(CertStore::new(Arc::clone(&tls.certified))));
+        Ok(Gate {
+            active: ArcSwap::from_pointee(Active {
+                config: Arc::new(config),
+                upstream,
+            }),
+            cache,
+            limiter,
+            script: EmbedScript::new(),
+            certs,
+        })
+    }
+
+    /// The config and upstream in force now.
+    pub fn active(&self) -> Arc<Active> {
+        self.active.load_full()
+    }
+
+    /// The config in force now.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.active.load().config)
+    }
+
+    /// The decrypt cache.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// The token API's failure limiter.
+    pub fn limiter(&self) -> &FailureLimiter {
+        &self.limiter
+    }
+
+    /// The embed script.
+    pub fn script(&self) -> &EmbedScript {
+        &self.script
+    }
+
+    /// The certificate store, when the gate speaks TLS.
+    pub fn certs(&self) -> Option<&Arc<CertStore>> {
+        self.certs.as_ref()
+    }
+
+    /// Read the config file again and put it in force.
+    pub fn reload_from_source(&self) -> Result<(), ReloadError> {
+        let source = self.config().source.clone();
+        let config = Config::load(&source)?;
+        self.reload(config)
+    }
+
+    /// Put a validated config in force. New requests use it at once;
+    /// requests in flight finish on the one they started with.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let old = self.active();
+        if config.tls.is_some() != self.certs.is_some() {
+            return Err(ReloadError::NeedsRestart(
+                "turning [tls] on or off needs a restart; the old config keeps serving".into(),
+            ));
+        }
+        for note in restart_notes(&old.config, &config) {
+            tracing::warn!("{note}");
+        }
+        let upstream = if config.upstream == old.config.upstream {
+            Arc::clone(&old.upstream)
+        } else {
+            Arc::new(Upstream::new(&config.upstream).map_err(ReloadError::Upstream)?)
+        };
+        if let (Some(store), Some(tls)) = (&self.certs, &config.tls) {
+            store.replace(Arc::clone(&tls.certified));
+        }
+        self.active.store(Arc::new(Active {
+            config: Arc::new(config),
+            upstream,
+        }));
+        // Keep only entries whose secret is still configured with the same
+        // value: a removed secret's tokens would be refused on a hit anyway,
+        // but one whose value changed under the same id must not be honoured.
+        let new = self.config();
+        self.cache.retain(|opened| {
+            new.secrets
+                .same_secret_as(&old.config.secrets, &opened.key_id)
+        });
+        Ok(())
+    }
+}
+
+/// Settings that a running gate cannot change, each as a log line.
+fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if old.listen != new.listen {
+        notes.push(format!(
+            "listen changed to {} but the gate keeps listening on {}: restart to move",
+            new.listen, old.listen
+        ));
+    }
+    if old.limits.max_connections != new.limits.max_connections {
+        notes.push("limits.max_connections changes on restart only".into());
+    }
+    if old.limits.api_failure_burst != new.limits.api_failure_burst
+        || old.limits.api_failure_refill != new.limits.api_failure_refill
+    {
+        notes.push("limits.api_failure_burst and api_failure_refill change on restart only".into());
+    }
+    if old.verification.cache_capacity != new.verification.cache_capacity {
+        notes.push("verification.cache_capacity changes on restart only".into());
+    }
+    notes
+}

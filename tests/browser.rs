@@ -1,0 +1,639 @@
+//! The embed end to end, in a real browser: headless Chromium, driven over
+//! WebDriver by chromedriver, shows `<released-page>` on a host page of
+//! another site (`http://localhost:<port>`) framing the gate
+//! (`http://127.0.0.1:<port>`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/install-browser`).
+//! Without them the test is skipped with a loud message, and fails when
+//! `CI` is set.
+//!
+//! The WebDriver client is the handful of commands the test uses, over the
+//! hyper client the crate already has: WebDriver is JSON over HTTP, and a
+//! client crate would bring a second HTTP and TLS stack for that.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use support::{GateProcess, ACCOUNT, SECRET};
+use webdriver::Browser;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// How long any one expectation may take to come true.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The portal's stylesheet sets the body's background to `--paper`.
+const PORTAL_BACKGROUND: &str = "rgb(246, 247, 251)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_page_frames_the_portal_across_sites() {
+    if !browser_available() {
+        return;
+    }
+    let mut host = HostApp::bind().await;
+    let gate = GateProcess::start(&gate_config(&host.origin())).await;
+    let portal = format!("http://{}", gate.addr);
+    host.serve(portal.clone());
+    let browser = Browser::launch(CHROMIUM, CHROMEDRIVER).await;
+
+    // The sessions a token is exchanged for live in the frame's cookie
+    // partition, which every case here shares: the cases without a valid
+    // token come first, so no session can make them pass, and each token in
+    // a URL replaces the session before it.
+
+    // A public page needs no token.
+    browser.goto(&host.page("/", None)).await;
+    browser.enter_embed().await;
+    let h1 = browser
+        .wait_for("the public home page in the frame", "document.querySelector('h1')?.textContent === 'Acme portal' && document.querySelector('h1').textContent")
+        .await;
+    assert_eq!(h1, "Acme portal");
+    browser.leave_frames().await;
+
+    // A restricted page without a token: refused, and the host is told.
+    browser.goto(&host.page("/roadmap/", None)).await;
+    let status = browser
+        .wait_for(
+            "portal-gate:auth-required without a token",
+            "document.body.dataset.authRequired",
+        )
+        .await;
+    assert_eq!(status, "401");
+    browser.enter_embed().await;
+    let h1s = browser
+        .script("return [...document.querySelectorAll('h1')].map(h => h.textContent)")
+        .await;
+    assert!(
+        !h1s.as_array().into_iter().flatten().any(|h| h == "Roadmap"),
+        "restricted content shown without a token: {h1s}"
+    );
+    browser.leave_frames().await;
+
+    // An expired token: refused the same way, so the host can fetch a new one.
+    let now = portal_gate::gate::unix_now();
+    let expired = support::token_with(
+        SECRET,
+        "k1",
+        "ada@example.com",
+        ACCOUNT,
+        now - 3600,
+        now - 600,
+    );
+    browser.goto(&host.page("/roadmap/", Some(&expired))).await;
+    let status = browser
+        .wait_for(
+            "portal-gate:auth-required for an expired token",
+            "document.body.dataset.authRequired",
+        )
+        .await;
+    assert_eq!(status, "401");
+
+    // A valid token of a user the page does not admit: 403, passed on.
+    let outsider = support::token_for("eve@example.org");
+    browser
+        .goto(&host.page("/internal/", Some(&outsider)))
+        .await;
+    let status = browser
+        .wait_for(
+            "portal-gate:auth-required for a user the page does not admit",
+            "document.body.dataset.authRequired",
+        )
+        .await;
+    assert_eq!(status, "403");
+
+    // A valid token: the restricted page renders with the portal's styles,
+    // and the token has left the frame's address.
+    let token = support::mint_via_api(&gate, "ada@example.com").await;
+    browser.goto(&host.page("/roadmap/", Some(&token))).await;
+    browser.enter_embed().await;
+    let background = browser
+        .poll("document.querySelector('h1')?.textContent === 'Roadmap' && getComputedStyle(document.body).backgroundColor")
+        .await;
+    let background = match background {
+        Ok(background) => background,
+        Err(last) => {
+            let frame = browser
+                .script("return location.href + ' ' + document.body.innerText.slice(0, 200)")
+                .await;
+            browser.leave_frames().await;
+            let refused = browser
+                .script("return document.body.dataset.authRequired ?? null")
+                .await;
+            panic!("the roadmap did not render with a valid token: frame at {frame}, last {last}, host saw auth-required {refused}");
+        }
+    };
+    assert_eq!(
+        background, PORTAL_BACKGROUND,
+        "/assets/portal.css did not style the frame"
+    );
+    let href = browser.script("return location.href").await;
+    let href = href.as_str().unwrap_or_default().to_string();
+    assert!(href.ends_with("/roadmap/"), "frame at {href}");
+    assert!(
+        !href.contains("auth-token") && !href.contains(&token),
+        "token still in the frame's URL: {href}"
+    );
+
+    // The session cookie, not the token, authenticates the page from now
+    // on: a reload (the new document lacks the old one's mark) still shows it.
+    browser
+        .script("document.documentElement.dataset.old = '1'; location.reload(); return null")
+        .await;
+    let h1 = browser
+        .poll("!document.documentElement.dataset.old && document.readyState === 'complete' && document.querySelector('h1')?.textContent")
+        .await;
+    assert_eq!(
+        h1,
+        Ok("Roadmap".to_string()),
+        "after a reload without the token"
+    );
+    browser.leave_frames().await;
+    let refused = browser
+        .script("return document.body.dataset.authRequired ?? null")
+        .await;
+    assert_eq!(
+        refused,
+        Value::Null,
+        "auth-required fired with a valid token"
+    );
+
+    browser
+        .screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e/embed.png"))
+        .await;
+
+    // The demo page, on the gate's own site: without a token its log shows
+    // the refusal; a token in its fragment reloads the element, which then
+    // shows the roadmap.
+    browser.goto(&gate.url("/demo/embed.html")).await;
+    let logged = browser
+        .wait_for(
+            "the demo's auth-required log entry",
+            "document.querySelector('#log li')?.textContent",
+        )
+        .await;
+    assert!(logged.contains("status 401"), "demo log: {logged}");
+    let token = support::mint_via_api(&gate, "ada@example.com").await;
+    browser
+        .script(&format!(
+            "location.hash = 'auth-token={token}'; return null"
+        ))
+        .await;
+    browser.enter_embed().await;
+    browser
+        .wait_for(
+            "the roadmap in the demo page",
+            "document.querySelector('h1')?.textContent === 'Roadmap' && 'yes'",
+        )
+        .await;
+    browser.leave_frames().await;
+    browser
+        .screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e/demo.png"))
+        .await;
+    browser.quit().await;
+    gate.stop().await;
+}
+
+/// Whether Chromium and chromedriver are installed. Skips loudly without
+/// them, and fails in CI, where `.ci/install-browser` should have run.
+fn browser_available() -> bool {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|path| !Path::new(path).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{missing:?} missing; run .ci/install-browser");
+    }
+    eprintln!();
+    eprintln!("**********************************************************************");
+    eprintln!("** SKIPPED tests/browser.rs: {missing:?} not installed.");
+    eprintln!("** Run .ci/install-browser (as root) to run the real-browser test.");
+    eprintln!("**********************************************************************");
+    eprintln!();
+    false
+}
+
+/// The demo portal behind the gate, with the rules of config.example.toml,
+/// and the host app's origin allowed to frame it. The fixture reads configs
+/// as if they were `tests/gate.toml`, hence `../examples/portal`.
+fn gate_config(host_origin: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+default_access = "restricted"
+
+[upstream]
+dir = "../examples/portal"
+
+[verification]
+account_id = "{ACCOUNT}"
+token_ttl = "5m"
+
+[[secrets]]
+id = "k1"
+value = "{SECRET}"
+
+[embed]
+allowed_origins = ["{host_origin}"]
+
+[[pages]]
+path = "/"
+access = "public"
+
+[[pages]]
+path = "/changelog/**"
+access = "public"
+
+[[pages]]
+path = "/assets/**"
+access = "public"
+
+[[pages]]
+path = "/demo/**"
+access = "public"
+
+[[pages]]
+path = "/roadmap/**"
+access = "verified"
+
+[[pages]]
+path = "/internal/**"
+access = "verified"
+allow_domains = ["example.com"]
+"#
+    )
+}
+
+/// The host app: another site (`localhost`, where the gate is `127.0.0.1`)
+/// whose `/host.html?page=..&token=..` loads the gate's script, shows one
+/// `<released-page>` and records `portal-gate:auth-required` on its body.
+struct HostApp {
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+}
+
+impl HostApp {
+    async fn bind() -> HostApp {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind host app");
+        let addr = listener.local_addr().expect("addr");
+        HostApp {
+            listener: Some(listener),
+            addr,
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://localhost:{}", self.addr.port())
+    }
+
+    fn page(&self, page: &str, token: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("page", page);
+        if let Some(token) = token {
+            query.append_pair("token", token);
+        }
+        format!("{}/host.html?{}", self.origin(), query.finish())
+    }
+
+    /// Serve until the test ends (the runtime drops the task).
+    fn serve(&mut self, portal: String) {
+        let listener = self.listener.take().expect("served once");
+        let portal = Arc::new(portal);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let portal = Arc::clone(&portal);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let portal = Arc::clone(&portal);
+                        async move { Ok::<_, Infallible>(host_page(&portal, &request)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    }
+}
+
+/// `/host.html`: the host app's page, written as a customer would.
+fn host_page(portal: &str, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() != "/host.html" {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"not found")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    }
+    let mut page = "/".to_string();
+    let mut token = None;
+    for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match &*key {
+            "page" => page = value.into_owned(),
+            "token" => token = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let token = token
+        .map(|t| format!(r#" auth-token="{}""#, attribute(&t)))
+        .unwrap_or_default();
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Host app</title>
+<script src="{portal}/embed.js"></script>
+</head>
+<body style="margin:0;padding:16px;background:#fff;font-family:sans-serif">
+<h1 id="host">Host app</h1>
+<released-page page="{page}"{token} height="600" title="Release notes"></released-page>
+<script>
+  document.addEventListener("portal-gate:auth-required", (event) => {{
+    document.body.dataset.authRequired = String(event.detail.status);
+  }});
+</script>
+</body>
+</html>
+"#,
+        page = attribute(&page),
+    );
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+/// A minimal WebDriver client: the commands this test uses, nothing else.
+mod webdriver {
+    use super::*;
+    use base64::Engine;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    /// The W3C key under which element references travel.
+    const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+    /// Chromium under chromedriver, in a fresh profile. Dropping it ends the
+    /// session and kills chromedriver (and with it the browser) by PID.
+    pub(crate) struct Browser {
+        base: String,
+        session: String,
+        client: Client<HttpConnector, Full<Bytes>>,
+        driver: std::process::Child,
+        /// The profile; removed after the browser is gone.
+        _profile: tempfile::TempDir,
+    }
+
+    impl Browser {
+        pub(crate) async fn launch(chromium: &str, chromedriver: &str) -> Browser {
+            let port = free_port();
+            let driver = std::process::Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start chromedriver");
+            let profile = tempfile::tempdir().expect("profile dir");
+            let mut browser = Browser {
+                base: format!("http://127.0.0.1:{port}"),
+                session: String::new(),
+                client: Client::builder(TokioExecutor::new()).build_http(),
+                driver,
+                _profile: profile,
+            };
+            let started = Instant::now();
+            loop {
+                if let Ok(status) = browser.call("GET", "/status", None).await {
+                    if status["ready"] == true {
+                        break;
+                    }
+                }
+                assert!(started.elapsed() < PATIENCE, "chromedriver did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let profile = browser._profile.path().display().to_string();
+            let capabilities = json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--window-size=1100,900",
+                        format!("--user-data-dir={profile}"),
+                    ],
+                },
+            }}});
+            let session = browser
+                .call("POST", "/session", Some(capabilities))
+                .await
+                .expect("new session");
+            browser.session = session["sessionId"]
+                .as_str()
+                .expect("session id")
+                .to_string();
+            browser
+        }
+
+        /// Send one command; `Err` carries WebDriver's error and message.
+        async fn call(
+            &self,
+            method: &str,
+            path: &str,
+            body: Option<Value>,
+        ) -> Result<Value, String> {
+            let body = body.map(|b| b.to_string()).unwrap_or_default();
+            let request = Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| e.to_string())?;
+            let response =
+                tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+                    .await
+                    .map_err(|_| format!("{method} {path}: no answer"))?
+                    .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            let mut json: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            let value = json["value"].take();
+            if status.is_success() {
+                Ok(value)
+            } else {
+                Err(format!(
+                    "{method} {path}: {} {}",
+                    value["error"], value["message"]
+                ))
+            }
+        }
+
+        async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+            let path = format!("/session/{}{path}", self.session);
+            self.call(method, &path, body)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        /// Navigate the top-level page and wait for it to load.
+        pub(crate) async fn goto(&self, url: &str) {
+            self.command("POST", "/url", Some(json!({ "url": url })))
+                .await;
+        }
+
+        /// Run `body` as a function in the current frame; its return value.
+        pub(crate) async fn script(&self, body: &str) -> Value {
+            self.command(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": body, "args": []})),
+            )
+            .await
+        }
+
+        /// Poll `expression` in the current frame until it yields a
+        /// non-empty string, and return it; after [`PATIENCE`], `Err` with
+        /// the last value seen. Script errors (a frame still navigating)
+        /// count as "not yet".
+        pub(crate) async fn poll(&self, expression: &str) -> Result<String, Value> {
+            let script = format!(
+                "return (() => {{ try {{ return {expression}; }} catch (_) {{ return null; }} }})()"
+            );
+            let path = format!("/session/{}/execute/sync", self.session);
+            let started = Instant::now();
+            let mut last = Value::Null;
+            while started.elapsed() < PATIENCE {
+                let body = json!({"script": script, "args": []});
+                match self.call("POST", &path, Some(body)).await {
+                    Ok(Value::String(s)) if !s.is_empty() => return Ok(s),
+                    Ok(other) => last = other,
+                    Err(e) => last = Value::String(e),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(last)
+        }
+
+        /// [`Browser::poll`], panicking with `what` on a timeout.
+        pub(crate) async fn wait_for(&self, what: &str, expression: &str) -> String {
+            self.poll(expression)
+                .await
+                .unwrap_or_else(|last| panic!("timed out waiting for {what}; last: {last}"))
+        }
+
+        /// Switch into the `<released-page>`'s iframe (in its shadow root),
+        /// once the element has rendered it.
+        pub(crate) async fn enter_embed(&self) {
+            let started = Instant::now();
+            let frame = loop {
+                let found = self
+                    .script("return document.querySelector('released-page')?.shadowRoot?.querySelector('iframe[src]') ?? null")
+                    .await;
+                if found.get(ELEMENT).is_some() {
+                    break found;
+                }
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "released-page rendered no iframe"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            self.command("POST", "/frame", Some(json!({ "id": frame })))
+                .await;
+        }
+
+        /// Back to the top-level page.
+        pub(crate) async fn leave_frames(&self) {
+            self.command("POST", "/frame", Some(json!({ "id": null })))
+                .await;
+        }
+
+        /// Save a PNG of the viewport to `path`, creating its directory.
+        pub(crate) async fn screenshot(&self, path: &Path) {
+            let png = self.command("GET", "/screenshot", None).await;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(png.as_str().expect("base64 screenshot"))
+                .expect("screenshot decodes");
+            std::fs::create_dir_all(path.parent().expect("dir")).expect("create screenshot dir");
+            std::fs::write(path, png).expect("write screenshot");
+        }
+
+        /// End the session: chromedriver closes the browser.
+        pub(crate) async fn quit(mut self) {
+            let path = format!("/session/{}", self.session);
+            let _ = self.call("DELETE", &path, None).await;
+            self.session.clear();
+        }
+    }
+
+    impl Drop for Browser {
+        fn drop(&mut self) {
+            if !self.session.is_empty() {
+                // A panicking test: end the session synchronously, so the
+                // browser does not outlive chromedriver.
+                end_session(&self.base, &self.session);
+            }
+            let _ = self.driver.kill();
+            let _ = self.driver.wait();
+        }
+    }
+
+    /// `DELETE /session/{id}` over a plain socket, usable from `Drop`.
+    fn end_session(base: &str, session: &str) {
+        use std::io::{Read, Write};
+        let Some(addr) = base.strip_prefix("http://") else {
+            return;
+        };
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(
+            stream,
+            "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+
+    /// A loopback port nobody listens on right now.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    }
+}

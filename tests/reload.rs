@@ -1,0 +1,284 @@
+//! Reloads against the running binary: rules, broken configs, secret
+//! rotation, `--watch`, certificates, and graceful shutdown on SIGTERM.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use support::*;
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("gate.toml");
+    // Write then rename, as editors and config managers do, so the gate
+    // never reads half a file.
+    let tmp = dir.path().join(".gate.toml.tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, &path).expect("rename config");
+    path
+}
+
+/// A client hammering a public page until stopped; counts failures.
+struct Looping {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Looping {
+    fn start(url: String) -> Looping {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (s, o, f) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let reply = get(&url).send().await;
+                if reply.status == StatusCode::OK {
+                    o.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Looping {
+            stop,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_rule_change_applies_on_sighup_without_a_failed_request() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let base = config_for(&upstream.url(), "");
+    let path = write_config(&dir, &base);
+    let gate = BinaryProcess::start(&path);
+    assert_eq!(
+        get(&gate.url("/docs/x")).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let looping = Looping::start(gate.url("/public/loop"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    write_config(
+        &dir,
+        &base.replace(
+            "path = \"/docs/**\"\naccess = \"verified\"",
+            "path = \"/docs/**\"\naccess = \"public\"",
+        ),
+    );
+    gate.signal("HUP");
+    gate.wait_for_log("configuration reloaded");
+    assert_eq!(
+        get(&gate.url("/docs/x")).send().await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, failed) = looping.finish().await;
+    assert_eq!(failed, 0, "requests failed during the reload");
+    assert!(ok > 10, "the client looped only {ok} times");
+}
+
+#[tokio::test]
+async fn a_broken_config_is_refused_and_the_old_one_keeps_serving() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let base = config_for(&upstream.url(), "");
+    let path = write_config(&dir, &base);
+    let gate = BinaryProcess::start(&path);
+
+    let looping = Looping::start(gate.url("/public/loop"));
+    write_config(
+        &dir,
+        &format!("{base}\n[[pages]]\npath = \"/docs/*\"\naccess = \"public\"\n"),
+    );
+    gate.signal("HUP");
+    let line = gate.wait_for_log("reload refused");
+    assert!(
+        line.contains("gate.toml:"),
+        "the log names the file and line: {line}"
+    );
+    assert!(line.contains("ambiguous"), "{line}");
+    assert_eq!(
+        get(&gate.url("/docs/x")).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (ok, failed) = looping.finish().await;
+    assert_eq!(failed, 0);
+    assert!(ok > 0);
+
+    // A config that cannot even be parsed: the same.
+    write_config(&dir, "this is not toml [");
+    gate.signal("HUP");
+    while gate.count_log("reload refused") < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&gate.url("/public/x")).send().await.status,
+        StatusCode::OK
+    );
+}
+
+const SECOND_SECRET: &str = "second-secret-0123456789abcdef-0123456789";
+
+#[tokio::test]
+async fn secrets_rotate_with_overlap_and_removal_is_final_even_when_cached() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let one = config_for(&upstream.url(), "");
+    let path = write_config(&dir, &one);
+    let gate = BinaryProcess::start(&path);
+    let mint = |secret: &'static str| {
+        let url = gate.url("/auth/api/token");
+        async move {
+            let reply = request(Method::POST, &url)
+                .bearer(secret)
+                .body(format!(
+                    r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
+                ))
+                .send()
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+            json["token"].as_str().expect("token").to_string()
+        }
+    };
+    let old = mint(SECRET).await;
+    assert!(old.starts_with("pg1.k1."));
+    // Used once, so it sits in the decrypt cache.
+    assert_eq!(
+        get(&gate.url("/docs/a")).bearer(&old).send().await.status,
+        StatusCode::OK
+    );
+
+    // Step 1: the new secret becomes primary; the old one still verifies.
+    let both = one.replace(
+        "[[secrets]]\nid = \"k1\"",
+        &format!("[[secrets]]\nid = \"k2\"\nvalue = \"{SECOND_SECRET}\"\nprimary = true\n\n[[secrets]]\nid = \"k1\""),
+    );
+    write_config(&dir, &both);
+    gate.signal("HUP");
+    gate.wait_for_log("configuration reloaded");
+    assert_eq!(
+        get(&gate.url("/docs/a")).bearer(&old).send().await.status,
+        StatusCode::OK
+    );
+    let new = mint(SECOND_SECRET).await;
+    assert!(
+        new.starts_with("pg1.k2."),
+        "new tokens carry the new key id: {new}"
+    );
+    // The customer's backend may still call with the old secret meanwhile.
+    assert!(mint(SECRET).await.starts_with("pg1.k2."));
+
+    // Step 2: the old secret is removed.
+    let only_new = both.replace(
+        &format!("\n\n[[secrets]]\nid = \"k1\"\nvalue = \"{SECRET}\""),
+        "",
+    );
+    assert!(!only_new.contains(SECRET));
+    write_config(&dir, &only_new);
+    gate.signal("HUP");
+    while gate.count_log("configuration reloaded") < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&gate.url("/docs/a")).bearer(&old).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&gate.url("/docs/a")).bearer(&new).send().await.status,
+        StatusCode::OK
+    );
+    let refused = request(Method::POST, &gate.url("/auth/api/token"))
+        .bearer(SECRET)
+        .body(format!(
+            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
+        ))
+        .send()
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn watch_reloads_when_a_secret_file_changes() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("secret");
+    let text = config_for(&upstream.url(), "").replace(
+        &format!("value = \"{SECRET}\""),
+        &format!("file = \"{}\"", secret_file.display()),
+    );
+    let path = write_config(&dir, &text);
+    let gate = BinaryProcess::start_with(&path, &["--watch"]);
+    let old = token_for("ada@example.com");
+    assert_eq!(
+        get(&gate.url("/docs/")).bearer(&old).send().await.status,
+        StatusCode::OK
+    );
+
+    // Replace the secret under the same id: tokens of the old value die,
+    // even though one is cached.
+    std::fs::write(&secret_file, format!("{SECOND_SECRET}\n")).expect("secret");
+    gate.wait_for_log("configuration reloaded");
+    assert_eq!(
+        get(&gate.url("/docs/")).bearer(&old).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let now = portal_gate::gate::unix_now();
+    let fresh = token_with(
+        SECOND_SECRET,
+        "k1",
+        "ada@example.com",
+        ACCOUNT,
+        now,
+        now + 60,
+    );
+    assert_eq!(
+        get(&gate.url("/docs/")).bearer(&fresh).send().await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = config_for(&upstream.url(), "").replace("\ntimeout = \"1s\"", "\ntimeout = \"10s\"");
+    let path = write_config(
+        &dir,
+        &text.replace("path = \"/public/**\"", "path = \"/slow/**\""),
+    );
+    let mut gate = BinaryProcess::start(&path);
+    let url = gate.url("/slow/request");
+    let slow = tokio::spawn(async move { get(&url).send().await });
+    // Wait until the upstream has the request, then ask the gate to stop.
+    while upstream.seen_under("/slow/").is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.signal("TERM");
+    let reply = slow.await.expect("task");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "upstream: /slow/request");
+    let code = tokio::task::spawn_blocking(move || gate.wait_exit(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(0));
+}

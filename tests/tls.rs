@@ -1,0 +1,379 @@
+//! TLS on the gate and towards the upstream, with certificates made in the
+//! test: HTTPS over HTTP/1.1 and HTTP/2 (ALPN), old protocol versions
+//! refused, private upstream CAs, and located errors for bad files.
+
+mod support;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A private CA and a leaf certificate for 127.0.0.1 and localhost.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+    let key = KeyPair::generate().expect("leaf key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("leaf params");
+    let cert = params.signed_by(&key, &ca).expect("leaf");
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_str().expect("utf-8").to_string()
+}
+
+/// A client that trusts only `ca_pem` (ALPN is set by the connector).
+fn tls_client(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("add root");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+async fn https_get(
+    config: rustls::ClientConfig,
+    url: &str,
+    http2: bool,
+) -> (StatusCode, Version, String) {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only();
+    let connector = if http2 {
+        builder.enable_http2().build()
+    } else {
+        builder.enable_http1().build()
+    };
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let response = client
+        .request(
+            Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("https request");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.version,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn https_over_http1_and_http2_reaches_the_upstream() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = write(dir.path(), "cert.pem", &pki.cert_pem);
+    let key = write(dir.path(), "key.pem", &pki.key_pem);
+    let upstream = RecordingUpstream::start().await;
+    let gate = GateProcess::start(&config_for(
+        &upstream.url(),
+        &format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
+    ))
+    .await;
+    let url = format!("https://127.0.0.1:{}/public/x", gate.addr.port());
+
+    let (status, version, body) = https_get(tls_client(&pki.ca_pem), &url, false).await;
+    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_11));
+    assert_eq!(body, "upstream: /public/x");
+    let (status, version, _) = https_get(tls_client(&pki.ca_pem), &url, true).await;
+    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_2));
+
+    let token = token_for("ada@example.com");
+    let verified = format!(
+        "https://127.0.0.1:{}/docs/?auth-token={token}",
+        gate.addr.port()
+    );
+    let (status, _, _) = https_get(tls_client(&pki.ca_pem), &verified, true).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        assert_eq!(s.headers["x-forwarded-proto"], "https");
+    }
+    assert_eq!(seen[2].headers["x-forwarded-email"], "ada@example.com");
+    gate.stop().await;
+}
+
+/// A TLS 1.1 ClientHello, written out by hand: rustls cannot speak it, so
+/// no client library here can make one.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut hello = vec![0x03, 0x02]; // client_version: TLS 1.1
+    hello.extend_from_slice(&[0x42; 32]); // random
+    hello.push(0); // no session id
+    hello.extend_from_slice(&[0x00, 0x04, 0x00, 0x2f, 0xc0, 0x13]); // two TLS 1.1 suites
+    hello.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0x00, 0x00, hello.len() as u8];
+    handshake.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x01, 0x00, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test]
+async fn a_client_offering_only_tls_1_1_is_refused() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = write(dir.path(), "cert.pem", &pki.cert_pem);
+    let key = write(dir.path(), "key.pem", &pki.key_pem);
+    let upstream = RecordingUpstream::start().await;
+    let gate = GateProcess::start(&config_for(
+        &upstream.url(),
+        &format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
+    ))
+    .await;
+
+    let mut stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(&tls11_client_hello())
+        .await
+        .expect("hello");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    // The server answers with an alert record (content type 21), never a
+    // ServerHello (a handshake record, content type 22).
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "expected a TLS alert, got {answer:?}"
+    );
+    assert!(upstream.seen().is_empty());
+    gate.stop().await;
+}
+
+/// An HTTPS upstream with a certificate from `pki`'s private CA.
+async fn https_upstream(pki: &Pki) -> std::net::SocketAddr {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let text = format!("secure upstream {:?}: {}", req.version(), req.uri().path());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_https_upstream_with_a_private_ca_needs_ca_file() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
+    let addr = https_upstream(&pki).await;
+    let url = format!("https://127.0.0.1:{}", addr.port());
+
+    let trusting = GateProcess::start(&config_for(&url, "").replace(
+        "\ntimeout = \"1s\"",
+        &format!("\ntimeout = \"1s\"\nca_file = \"{ca}\""),
+    ))
+    .await;
+    let reply = get(&trusting.url("/public/x")).send().await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // The gate speaks HTTP/2 to an upstream that offers it.
+    assert_eq!(reply.body, "secure upstream HTTP/2.0: /public/x");
+    trusting.stop().await;
+
+    let untrusting = GateProcess::start(&config_for(&url, "")).await;
+    let reply = get(&untrusting.url("/public/x")).send().await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    untrusting.stop().await;
+}
+
+#[test]
+fn bad_certificate_files_are_errors_that_name_the_file() {
+    let a = pki();
+    let b = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = write(dir.path(), "cert.pem", &a.cert_pem);
+    let other_key = write(dir.path(), "other-key.pem", &b.key_pem);
+    let garbage = write(dir.path(), "garbage.pem", "not pem at all");
+    let missing = dir
+        .path()
+        .join("missing.pem")
+        .to_str()
+        .expect("utf-8")
+        .to_string();
+    for (cert, key, key_name, file) in [
+        (&missing, &other_key, "tls.cert", "missing.pem"),
+        (&cert, &garbage, "tls.key", "garbage.pem"),
+        (&cert, &other_key, "tls.key", "other-key.pem"),
+    ] {
+        let text = config_for(
+            "http://127.0.0.1:9",
+            &format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
+        );
+        let err =
+            portal_gate::Config::parse(&text, Path::new("gate.toml")).expect_err("bad tls files");
+        assert_eq!(err.key.as_deref(), Some(key_name), "{err}");
+        assert!(err.to_string().contains(file), "{err}");
+        assert!(err.line.is_some());
+    }
+}
+
+/// A TLS connection to `addr` trusting `ca_pems`; the server's leaf
+/// certificate and an HTTP/1.1 sender on that one connection.
+async fn connect(
+    addr: std::net::SocketAddr,
+    ca_pems: &[&str],
+) -> (
+    CertificateDer<'static>,
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in ca_pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let leaf = tls.get_ref().1.peer_certificates().expect("certs")[0]
+        .clone()
+        .into_owned();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("http1");
+    tokio::spawn(conn);
+    (leaf, sender)
+}
+
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+) -> StatusCode {
+    let request = Request::get(path)
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("answer on the same connection");
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+#[tokio::test]
+async fn certificates_reload_without_dropping_connections() {
+    let (first, second) = (pki(), pki());
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = write(dir.path(), "cert.pem", &first.cert_pem);
+    let key = write(dir.path(), "key.pem", &first.key_pem);
+    let upstream = RecordingUpstream::start().await;
+    let config = write(
+        dir.path(),
+        "gate.toml",
+        &config_for(
+            &upstream.url(),
+            &format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
+        ),
+    );
+    let gate = BinaryProcess::start_with(Path::new(&config), &["--watch"]);
+    let cas = [first.ca_pem.as_str(), second.ca_pem.as_str()];
+
+    let (leaf, mut kept) = connect(gate.addr, &cas).await;
+    assert_eq!(
+        leaf.as_ref(),
+        CertificateDer::from_pem_slice(first.cert_pem.as_bytes())
+            .expect("pem")
+            .as_ref()
+    );
+    assert_eq!(send(&mut kept, "/public/a").await, StatusCode::OK);
+
+    // Key first, then certificate, each replaced whole: the watcher may
+    // see the pair half-written once (refused, logged) and then whole.
+    write(dir.path(), "key.pem", &second.key_pem);
+    write(dir.path(), "cert.pem", &second.cert_pem);
+    gate.wait_for_log("configuration reloaded");
+
+    // The open connection goes on; a new one gets the new certificate.
+    assert_eq!(send(&mut kept, "/public/b").await, StatusCode::OK);
+    let (leaf, mut fresh) = connect(gate.addr, &cas).await;
+    assert_eq!(
+        leaf.as_ref(),
+        CertificateDer::from_pem_slice(second.cert_pem.as_bytes())
+            .expect("pem")
+            .as_ref()
+    );
+    assert_eq!(send(&mut fresh, "/public/c").await, StatusCode::OK);
+    assert_eq!(upstream.seen().len(), 3);
+}
