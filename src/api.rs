@@ -56,6 +56,19 @@ enum ApiError {
 }
 
 impl ApiError {
+    /// A fixed label for metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            ApiError::MethodNotAllowed => "method",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::WrongAccount => "wrong_account",
+            ApiError::NoLiveSecret => "no_live_secret",
+        }
+    }
+
     fn into_response(self) -> Response<Body> {
         let retry_after = match self {
             ApiError::RateLimited(wait) => Some(wait.as_secs().max(1)),
@@ -110,6 +123,8 @@ impl ApiError {
 pub struct Caller<'a> {
     /// Failed-attempt limiter shared by all connections.
     pub limiter: &'a FailureLimiter,
+    /// Counters of minted tokens and refusals.
+    pub metrics: &'a crate::metrics::Metrics,
     /// The client's address, for the limiter.
     pub ip: std::net::IpAddr,
 }
@@ -126,8 +141,14 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     match mint_for(config, caller, request, now).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+        Ok(response) => {
+            caller.metrics.minted();
+            response
+        }
+        Err(error) => {
+            caller.metrics.api_failure(error.label());
+            error.into_response()
+        }
     }
 }
 

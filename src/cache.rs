@@ -15,6 +15,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
@@ -36,6 +37,16 @@ pub struct TokenCache {
     hasher: RandomState,
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
+    /// Counters for the metrics endpoint.
+    stats: Stats,
+}
+
+/// Cache counters; relaxed atomics, read only for metrics.
+#[derive(Debug, Default)]
+struct Stats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
 }
 
 impl TokenCache {
@@ -61,6 +72,7 @@ impl TokenCache {
             shards,
             hasher: RandomState::new(),
             mask,
+            stats: Stats::default(),
         }
     }
 
@@ -79,19 +91,40 @@ impl TokenCache {
 
     /// The cached opening of `token`, if any. The caller re-validates it.
     pub fn get(&self, token: &str) -> Option<Arc<Opened>> {
-        let shard = self.shard(token)?;
-        // A poisoned shard only means another task panicked while holding
-        // it; the LRU itself is still consistent, so keep serving.
-        let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.get(token).cloned()
+        let found = self.shard(token).and_then(|shard| {
+            // A poisoned shard only means another task panicked while
+            // holding it; the LRU itself is still consistent, so keep serving.
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.get(token).cloned()
+        });
+        let counter = if found.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     /// Remember a token that opened and validated.
     pub fn insert(&self, token: &str, opened: Arc<Opened>) {
         if let Some(shard) = self.shard(token) {
             let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            guard.put(token.into(), opened);
+            if let Some((evicted, _)) = guard.push(token.into(), opened) {
+                if &*evicted != token {
+                    self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
+    }
+
+    /// Hits, misses and evictions since start.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.stats.hits.load(Ordering::Relaxed),
+            self.stats.misses.load(Ordering::Relaxed),
+            self.stats.evictions.load(Ordering::Relaxed),
+        )
     }
 
     /// Forget a token (it expired, or its key is gone).
@@ -168,6 +201,9 @@ mod tests {
             cache.get("token-999").map(|o| o.claims.expires_at),
             Some(999)
         );
+        let (hits, misses, evictions) = cache.stats();
+        assert_eq!((hits, misses), (1, 0));
+        assert_eq!(evictions as usize, 1_000 - cache.len());
     }
 
     #[test]

@@ -196,6 +196,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// What happens to paths no rule matches.
     pub default_access: DefaultAccess,
+    /// Paths compare ASCII-case-insensitively in rules.
+    pub case_insensitive_paths: bool,
     /// Where accepted requests go.
     pub upstream: UpstreamConfig,
     /// Token settings.
@@ -214,6 +216,10 @@ pub struct Config {
     pub embed: Embed,
     /// TLS for the gate's own listener; plain HTTP when absent.
     pub tls: Option<TlsSettings>,
+    /// The admin listener (health, readiness, metrics); off when absent.
+    pub admin: Option<SocketAddr>,
+    /// Log users' emails in access logs instead of a keyed pseudonym.
+    pub log_user_email: bool,
     /// Facts about each secret for `check`'s warnings.
     pub secret_notes: Vec<SecretNote>,
     /// A short hash of the config text, to tell versions apart in logs and
@@ -240,12 +246,21 @@ struct RawConfig {
     #[serde(default)]
     embed: RawEmbed,
     tls: Option<Spanned<RawTls>>,
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    log_user_email: bool,
     upstream: Spanned<RawUpstream>,
     verification: Spanned<RawVerification>,
     #[serde(default)]
     secrets: Vec<Spanned<RawSecret>>,
     #[serde(default)]
     pages: Vec<Spanned<RawPage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +455,25 @@ impl Config {
         let limits = compile_limits(&at, &raw.limits)?;
         let embed = compile_embed(&at, &raw.embed)?;
         let tls = compile_tls(&at, raw.tls.as_ref(), &base, &mut watched)?;
+        let admin = match &raw.admin {
+            None => None,
+            Some(admin) => {
+                let addr: SocketAddr = admin.listen.get_ref().parse().map_err(|_| {
+                    at.error(
+                        admin.listen.span(),
+                        "admin.listen",
+                        format!(
+                            "{:?} is not an address like \"127.0.0.1:9090\"",
+                            admin.listen.get_ref()
+                        ),
+                    )
+                })?;
+                if addr == listen && addr.port() != 0 {
+                    return Err(at.error(admin.listen.span(), "admin.listen", "must differ from `listen`: the admin endpoints never share the public port"));
+                }
+                Some(addr)
+            }
+        };
         if let Some(ca) = &raw.upstream.get_ref().ca_file {
             watched.push(base.join(ca.get_ref()));
         }
@@ -479,6 +513,7 @@ impl Config {
             source: path.to_path_buf(),
             listen,
             default_access: raw.default_access.unwrap_or(DefaultAccess::Restricted),
+            case_insensitive_paths: raw.case_insensitive_paths,
             upstream,
             verification,
             secrets,
@@ -488,6 +523,8 @@ impl Config {
             limits,
             embed,
             tls,
+            admin,
+            log_user_email: raw.log_user_email,
             secret_notes,
             watched,
             version: version_of(text),

@@ -29,6 +29,9 @@ pub enum Decision {
     Forward(Option<Arc<Opened>>),
     /// Refuse it; it never reaches the upstream.
     Reject(Reason),
+    /// Refuse a verified user the rule does not admit (403); the user is
+    /// kept for the access log.
+    NotAdmitted(Arc<Opened>),
 }
 
 /// Where a token or session was found; the forwarder removes it from each
@@ -235,7 +238,7 @@ pub fn decide(
     if admitted {
         Decision::Forward(Some(opened))
     } else {
-        Decision::Reject(Reason::NotAdmitted)
+        Decision::NotAdmitted(opened)
     }
 }
 
@@ -303,6 +306,7 @@ allow_domains = ["example.com"]
                 x.as_ref().map(|o| &o.claims) == y.as_ref().map(|o| &o.claims)
             }
             (Decision::Reject(x), Decision::Reject(y)) => x == y,
+            (Decision::NotAdmitted(x), Decision::NotAdmitted(y)) => x.claims == y.claims,
             _ => false,
         }
     }
@@ -320,6 +324,7 @@ allow_domains = ["example.com"]
             |t: &str, p: &str| match decide(&c, &cache, p, Some(&Credential::Token(t.into())), NOW)
             {
                 Decision::Reject(r) => Some(r),
+                Decision::NotAdmitted(_) => Some(Reason::NotAdmitted),
                 Decision::Forward(_) => None,
             };
         assert!(matches!(

@@ -18,6 +18,7 @@ use crate::proxy::Outgoing;
 use crate::reject::{Audience, Reason};
 use crate::rules::Access;
 use crate::state::{Active, Gate};
+use crate::token::Opened;
 
 /// What the server knows about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,24 @@ pub struct Connection {
     pub proto: &'static str,
 }
 
+/// What the access log and the metrics say about one request, filled in
+/// as it goes through the phases.
+#[derive(Debug, Default)]
+struct Trace {
+    /// The normalized path (`-` when it could not be normalized).
+    path: String,
+    /// What the gate did: `public`, `verified`, `reject`, `exchange`, ...
+    decision: &'static str,
+    /// The rule that governed the path.
+    rule: Option<String>,
+    /// The secret that sealed the credential.
+    secret_id: Option<Box<str>>,
+    /// The verified user's email.
+    email: Option<String>,
+    /// The upstream's status, when the request was forwarded.
+    upstream_status: Option<u16>,
+}
+
 /// One request, top to bottom. Never fails: every refusal is a response.
 pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -> Response<Body> {
     let started = Instant::now();
@@ -35,14 +54,34 @@ pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -
     // The config in force when the request arrived; a reload meanwhile
     // does not change it under the request.
     let active = gate.active();
-    let (response, path, decision) = decide_and_answer(gate, &active, request, conn).await;
+    let mut trace = Trace::default();
+    let response = decide_and_answer(gate, &active, request, conn, &mut trace).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    gate.metrics().request(trace.decision, status, elapsed);
+    if let Some(id) = &trace.secret_id {
+        gate.metrics().verified(id);
+    }
+    // Never a token, a secret or a cookie; the user only as a keyed
+    // pseudonym unless the operator asked for emails.
+    let user = trace.email.as_deref().map(|email| {
+        if active.config.log_user_email {
+            email.to_string()
+        } else {
+            active.config.secrets.pseudonym(email)
+        }
+    });
     tracing::info!(
         target: "access",
         %method,
-        path = %path,
-        status = response.status().as_u16(),
-        decision,
-        latency_us = started.elapsed().as_micros() as u64,
+        path = %trace.path,
+        status,
+        decision = trace.decision,
+        rule = trace.rule.as_deref(),
+        secret_id = trace.secret_id.as_deref(),
+        user = user.as_deref(),
+        upstream_status = trace.upstream_status,
+        latency_us = elapsed.as_micros() as u64,
     );
     response
 }
@@ -52,84 +91,78 @@ async fn decide_and_answer(
     active: &Active,
     request: Request<Incoming>,
     conn: Connection,
-) -> (Response<Body>, String, &'static str) {
+    trace: &mut Trace,
+) -> Response<Body> {
     let config = &*active.config;
-    let peer = conn.peer;
     let now = gate::unix_now();
     let audience = Audience::of(request.method(), request.headers());
+    let refuse = |trace: &mut Trace, reason: Reason| {
+        trace.decision = "reject";
+        reason.into_response(audience)
+    };
 
     // Normalize: one reading of the path, for the rules and the upstream.
-    let path = match crate::path::normalize(request.uri().path()) {
+    trace.path = match crate::path::normalize(request.uri().path()) {
         Ok(path) => path.into_owned(),
         Err(error) => {
-            return (
-                Reason::BadPath(error).into_response(audience),
-                "-".into(),
-                "bad-path",
-            )
+            trace.path = "-".into();
+            return refuse(trace, Reason::BadPath(error));
         }
     };
+    let path = trace.path.clone();
 
     // A host this gate does not serve, or an oversized query: refuse early.
     if !serves_host(config, &request) {
-        return (
-            Reason::MisdirectedHost.into_response(audience),
-            path,
-            "bad-host",
-        );
+        return refuse(trace, Reason::MisdirectedHost);
     }
     if request
         .uri()
         .query()
         .is_some_and(|q| q.len() > config.limits.max_query_len)
     {
-        return (
-            Reason::QueryTooLong.into_response(audience),
-            path,
-            "bad-query",
-        );
+        return refuse(trace, Reason::QueryTooLong);
     }
 
     // The gate's own endpoints.
     if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
+        trace.decision = "token-api";
         let caller = crate::api::Caller {
             limiter: gate.limiter(),
-            ip: peer.ip(),
+            metrics: gate.metrics(),
+            ip: conn.peer.ip(),
         };
-        let response = crate::api::handle(config, caller, request, now).await;
-        return (response, path, "token-api");
+        return crate::api::handle(config, caller, request, now).await;
     }
     if path == config.embed.script_path {
-        let response = gate.script().respond(request.method(), request.headers());
-        return (response, path, "embed-script");
+        trace.decision = "embed-script";
+        return gate.script().respond(request.method(), request.headers());
     }
     if path == config.embed.logout_path {
-        return (crate::session::logout_response(), path, "logout");
+        trace.decision = "logout";
+        return crate::session::logout_response();
     }
 
     // Find the credential: a token, or else the session cookie.
     let (credential, places) = match gate::find_credential(request.uri().query(), request.headers())
     {
         Ok(found) => found,
-        Err(reason) => return (reason.into_response(audience), path, "reject"),
+        Err(reason) => return refuse(trace, reason),
     };
+    let (rule, access) = gate::access_for(config, &path);
+    trace.rule = rule.map(|r| r.pattern().to_string());
 
     // Exchange: a token in a navigation's URL becomes a session cookie.
     if let (Some(credential @ Credential::Token(_)), true) =
         (&credential, places.query && audience != Audience::Api)
     {
-        match exchange(
-            config,
-            gate.cache(),
-            credential,
-            &path,
-            request.uri().query(),
-            now,
-        ) {
-            Ok(response) => return (response, path, "exchange"),
-            Err(reason) if gate::access_for(config, &path).1 != Access::Public => {
-                return (reason.into_response(audience), path, "reject");
+        match gate::verify(config, gate.cache(), credential, now) {
+            Ok(opened) => {
+                trace.decision = "exchange";
+                trace.secret_id = Some(opened.key_id.clone());
+                trace.email = Some(opened.claims.email.clone());
+                return exchange(config, &opened, &path, request.uri().query(), now);
             }
+            Err(reason) if access != Access::Public => return refuse(trace, reason),
             // A bad token on a public page: the page is public all the same.
             Err(_) => {}
         }
@@ -137,31 +170,41 @@ async fn decide_and_answer(
 
     // Decide: the rule, the credential through the cache, the user.
     let identity = match gate::decide(config, gate.cache(), &path, credential.as_ref(), now) {
-        Decision::Reject(reason) => return (reason.into_response(audience), path, "reject"),
+        Decision::Reject(reason) => return refuse(trace, reason),
+        Decision::NotAdmitted(opened) => {
+            trace.secret_id = Some(opened.key_id.clone());
+            trace.email = Some(opened.claims.email.clone());
+            return refuse(trace, Reason::NotAdmitted);
+        }
         Decision::Forward(identity) => identity,
     };
+    if let Some(opened) = &identity {
+        trace.secret_id = Some(opened.key_id.clone());
+        trace.email = Some(opened.claims.email.clone());
+    }
 
     // Forward: rewrite the request for the upstream, then send it.
-    let label = if identity.is_some() {
-        "verified"
-    } else {
-        "public"
-    };
     let client = ClientInfo {
-        peer,
+        peer: conn.peer,
         proto: conn.proto,
         trusted: config
             .trusted_proxies
             .iter()
-            .any(|net| net.contains(&peer.ip())),
+            .any(|net| net.contains(&conn.peer.ip())),
     };
-    let outgoing =
-        match outgoing_request(request, path.clone(), client, places, identity.as_deref()) {
-            Ok(outgoing) => outgoing,
-            Err(reason) => return (reason.into_response(audience), path, "reject"),
-        };
+    let outgoing = match outgoing_request(request, path, client, places, identity.as_deref()) {
+        Ok(outgoing) => outgoing,
+        Err(reason) => return refuse(trace, reason),
+    };
     match active.upstream.forward(outgoing).await {
         Ok(mut response) => {
+            gate.upstream_health().mark(now);
+            trace.decision = if identity.is_some() {
+                "verified"
+            } else {
+                "public"
+            };
+            trace.upstream_status = Some(response.status().as_u16());
             if identity.is_some() {
                 headers::make_private(response.headers_mut());
             }
@@ -170,31 +213,37 @@ async fn decide_and_answer(
                     .headers_mut()
                     .append(header::CONTENT_SECURITY_POLICY, policy.clone());
             }
-            (response, path, label)
+            response
         }
-        Err(reason) => (reason.into_response(audience), path, "upstream-error"),
+        Err(reason) => {
+            trace.decision = "upstream-error";
+            match reason {
+                Reason::UpstreamTimeout => gate.metrics().upstream_error("timeout"),
+                Reason::UpstreamUnavailable => gate.metrics().upstream_error("unavailable"),
+                _ => {}
+            }
+            reason.into_response(audience)
+        }
     }
 }
 
-/// Trade a valid token for a session cookie, redirecting to the same URL
-/// without the token.
+/// Trade a verified token for a session cookie, redirecting to the same
+/// URL without the token.
 fn exchange(
     config: &Config,
-    cache: &crate::cache::TokenCache,
-    token: &Credential<'_>,
+    opened: &Opened,
     path: &str,
     query: Option<&str>,
     now: u64,
-) -> Result<Response<Body>, Reason> {
-    let opened = gate::verify(config, cache, token, now)?;
+) -> Response<Body> {
     let ttl = config.verification.session_ttl.as_secs();
-    let claims = crate::session::session_claims(&opened, now, ttl);
+    let claims = crate::session::session_claims(opened, now, ttl);
     let sealed = crate::token::mint_session(config.secrets.primary(), &claims);
     let location = match query.and_then(headers::query_without_token) {
         Some(rest) => format!("{path}?{rest}"),
         None => path.to_string(),
     };
-    Ok(crate::session::exchange_response(&location, &sealed, ttl))
+    crate::session::exchange_response(&location, &sealed, ttl)
 }
 
 /// Clean the request for the upstream: token and session cookie out,

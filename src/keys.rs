@@ -73,7 +73,7 @@ impl fmt::Debug for SecretSpec {
 pub enum Purpose {
     /// Encrypting and authenticating `pg1` tokens.
     Token,
-    /// Reserved for session cookies (not derived yet).
+    /// Encrypting and authenticating `pgs1` session cookies.
     Session,
 }
 
@@ -87,11 +87,18 @@ impl Purpose {
     }
 }
 
+/// The HKDF `info` of the key that pseudonymizes users in logs.
+const PSEUDONYM_INFO: &[u8] = b"portal-gate/v1/log-pseudonym";
+
 /// HKDF-SHA256(salt = "portal-gate", ikm = secret, info = purpose) → 32 bytes.
 fn derive_key(secret: &[u8], purpose: Purpose) -> [u8; 32] {
+    derive(secret, purpose.info())
+}
+
+fn derive(secret: &[u8], info: &[u8]) -> [u8; 32] {
     let mut okm = [0u8; 32];
     Hkdf::<Sha256>::new(Some(HKDF_SALT), secret)
-        .expand(purpose.info(), &mut okm)
+        .expand(info, &mut okm)
         .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
     okm
 }
@@ -173,6 +180,9 @@ struct Entry {
     /// SHA-256 of the raw value: bearer checks compare digests, so neither
     /// the raw value nor its length has to be kept or leaked.
     bearer_digest: [u8; 32],
+    /// Key for user pseudonyms in logs; replicas with the same secret give
+    /// the same pseudonym, so one user's requests correlate across them.
+    pseudonym_key: [u8; 32],
 }
 
 /// The configured secrets: derived keys by id, the primary one that mints,
@@ -241,6 +251,7 @@ impl SecretRing {
             entries.push(Entry {
                 token: TokenKey::derive(&spec.id, &spec.value, spec.not_after),
                 bearer_digest,
+                pseudonym_key: derive(&spec.value, PSEUDONYM_INFO),
             });
         }
         Ok(SecretRing {
@@ -258,6 +269,19 @@ impl SecretRing {
     /// The key with this id, if configured.
     pub fn get(&self, id: &str) -> Option<&TokenKey> {
         self.entries.iter().map(|e| &e.token).find(|k| k.id() == id)
+    }
+
+    /// A short keyed hash of `email` for logs: the same user gives the same
+    /// pseudonym (under the primary secret), and nobody without the secret
+    /// can tell whose it is.
+    pub fn pseudonym(&self, email: &str) -> String {
+        let key = &self.entries[self.primary].pseudonym_key;
+        let digest = Sha256::new()
+            .chain_update(key)
+            .chain_update([0u8])
+            .chain_update(email.as_bytes())
+            .finalize();
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
     /// Whether both rings hold the same secret under `id` (a reload that

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin listener: health, readiness, metrics.
 //! - [`config`]: the TOML file, read and validated once into a [`config::Config`].
 //! - [`keys`]: the shared secrets; the only place secret bytes live.
 //! - [`token`]: the encrypted token format: mint and open.
@@ -15,7 +16,9 @@
 //! - [`session`]: the token-to-session exchange and the session cookie.
 //! - [`api`]: the token API the customer's backend calls.
 //! - [`limiter`]: rate limiting of failed token API attempts.
+//! - [`explain`]: `portal-gate explain`: which rule and why.
 //! - [`proxy`]: forwarding to the upstream (portal host or [`files`]).
+//! - [`metrics`]: counters for the admin listener's `/metrics`.
 //! - [`reject`]: refusal reasons and their HTTP statuses.
 //! - [`tls`]: certificates for the gate and trust roots for upstreams.
 //! - [`reload`]: SIGHUP and `--watch` reloads.
@@ -29,17 +32,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod admin;
 pub mod api;
 pub mod body;
 pub mod cache;
 pub mod config;
 pub mod embed;
+pub mod explain;
 pub mod files;
 pub mod gate;
 pub mod handler;
 pub mod headers;
 pub mod keys;
 pub mod limiter;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod reject;

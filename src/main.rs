@@ -79,6 +79,17 @@ enum Command {
     },
     /// Print a new random secret (32 bytes, base64url).
     Secret,
+    /// Show which rule governs a path, why, and the decision for a user.
+    Explain {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The request path (a query is ignored, as the gate ignores it).
+        path: String,
+        /// Decide for a verified user with this email.
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,6 +104,11 @@ fn main() -> ExitCode {
             ttl,
         } => mint(config, email, user_id, ttl),
         Command::Secret => secret(),
+        Command::Explain {
+            config,
+            path,
+            email,
+        } => explain(config, path, email),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,6 +147,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if args.watch {
             let watched = std::sync::Arc::clone(&gate);
             tokio::spawn(portal_gate::reload::watch_files(watched, portal_gate::reload::WATCH_INTERVAL));
+        }
+        if let Some(admin_addr) = gate.config().admin {
+            let admin = tokio::net::TcpListener::bind(admin_addr)
+                .await
+                .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
+            tracing::info!("admin listening on http://{}", admin.local_addr()?);
+            tokio::spawn(portal_gate::admin::probe_upstream(std::sync::Arc::clone(&gate)));
+            tokio::spawn(portal_gate::admin::serve(admin, std::sync::Arc::clone(&gate), std::future::pending()));
         }
         tracing::info!(version = %gate.config().version, "portal-gate listening on {scheme}://{local}");
         portal_gate::serve(listener, gate, shutdown_signal()).await?;
@@ -225,6 +249,15 @@ fn mint(
     let token = token::mint(config.secrets.primary(), &claims);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
+    Ok(())
+}
+
+fn explain(config: PathBuf, path: String, email: Option<String>) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    print!(
+        "{}",
+        portal_gate::explain::explain(&config, &path, email.as_deref())
+    );
     Ok(())
 }
 

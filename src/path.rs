@@ -138,6 +138,11 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
     }
+    // Raw non-ASCII never comes from hyper, but the function takes any
+    // &str: look-alike separators are refused raw as well as escaped.
+    if !raw.is_ascii() && raw.chars().any(is_lookalike_separator) {
+        return Err(PathError::LookalikeSeparator);
+    }
     let mut out = Output::new(raw);
     out.keep_raw(0, 1);
     let mut pos = 1;

@@ -16,6 +16,7 @@ use crate::cache::TokenCache;
 use crate::config::{Config, ConfigError};
 use crate::embed::EmbedScript;
 use crate::limiter::FailureLimiter;
+use crate::metrics::{Metrics, UpstreamHealth};
 use crate::proxy::Upstream;
 use crate::tls::CertStore;
 
@@ -57,6 +58,10 @@ pub struct Gate {
     script: EmbedScript,
     /// The TLS certificate in use, when the gate speaks TLS.
     certs: Option<Arc<CertStore>>,
+    /// Counters for `/metrics`.
+    metrics: Metrics,
+    /// When the upstream last answered, for `/readyz`.
+    upstream_health: UpstreamHealth,
 }
 
 impl Gate {
@@ -72,6 +77,8 @@ impl Gate {
             .tls
             .as_ref()
             .map(|tls| Arc::new(CertStore::new(Arc::clone(&tls.certified))));
+        let metrics = Metrics::new();
+        metrics.config_version(&config.version);
         Ok(Gate {
             active: ArcSwap::from_pointee(Active {
                 config: Arc::new(config),
@@ -81,6 +88,8 @@ impl Gate {
             limiter,
             script: EmbedScript::new(),
             certs,
+            metrics,
+            upstream_health: UpstreamHealth::default(),
         })
     }
 
@@ -109,6 +118,26 @@ impl Gate {
         &self.script
     }
 
+    /// The gate's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// When the upstream last answered.
+    pub fn upstream_health(&self) -> &UpstreamHealth {
+        &self.upstream_health
+    }
+
+    /// Ready to take traffic: a config is loaded (always, once built) and
+    /// the upstream answered within the last `window` seconds; a directory
+    /// upstream is always there.
+    pub fn is_ready(&self, now: u64, window: u64) -> bool {
+        match &*self.active().upstream {
+            Upstream::Dir(_) => true,
+            Upstream::Http(_) => self.upstream_health.recent(now, window),
+        }
+    }
+
     /// The certificate store, when the gate speaks TLS.
     pub fn certs(&self) -> Option<&Arc<CertStore>> {
         self.certs.as_ref()
@@ -117,8 +146,14 @@ impl Gate {
     /// Read the config file again and put it in force.
     pub fn reload_from_source(&self) -> Result<(), ReloadError> {
         let source = self.config().source.clone();
-        let config = Config::load(&source)?;
-        self.reload(config)
+        let result = Config::load(&source)
+            .map_err(ReloadError::from)
+            .and_then(|config| self.reload(config));
+        self.metrics.reload(result.is_ok());
+        if result.is_ok() {
+            self.metrics.config_version(&self.config().version);
+        }
+        result
     }
 
     /// Put a validated config in force. New requests use it at once;

@@ -383,24 +383,28 @@ impl BinaryProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
+            let tx = Some(tx);
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // "portal-gate listening on http://ADDR" (the admin listener
+                // announces itself differently); JSON logs quote the message.
                 let announced = line
-                    .split("listening on ")
+                    .split("portal-gate listening on ")
                     .nth(1)
-                    .and_then(|rest| rest.split("://").nth(1));
-                if let Some(rest) = announced {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .parse::<SocketAddr>();
-                    if let (Some(tx), Ok(addr)) = (tx.take(), addr) {
-                        let _ = tx.send(addr);
-                    }
+                    .and_then(|rest| rest.split("://").nth(1))
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                            .collect::<String>()
+                    });
+                if let (Some(tx), Some(Ok(addr))) =
+                    (tx.as_ref(), announced.map(|a| a.parse::<SocketAddr>()))
+                {
+                    let _ = tx.send(addr);
                 }
-                sink.lock().expect("lock").push(line);
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line);
             }
         });
         let addr = rx

@@ -1,0 +1,130 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics`, on their own
+//! address (`[admin] listen`), never on the public port.
+//!
+//! Readiness needs a recent sign of life from the upstream. Traffic alone
+//! cannot give one to a replica that is not ready yet (it gets none), so a
+//! probe opens a TCP connection to the upstream every few seconds.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::body::{self, Body};
+use crate::config::UpstreamTarget;
+use crate::state::Gate;
+
+/// How often the upstream is probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How recent the upstream's last answer must be for `/readyz`.
+pub const READY_WINDOW_SECS: u64 = 15;
+
+/// Serve the admin endpoints on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let gate = Arc::clone(&gate);
+                async move { Ok::<_, Infallible>(answer(&gate, &request)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(gate: &Gate, request: &Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if gate.is_ready(crate::gate::unix_now(), READY_WINDOW_SECS) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the upstream has not answered recently\n",
+                )
+            }
+        }
+        "/metrics" => {
+            let mut response = Response::new(body::full(gate.metrics().render(gate.cache())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(body::full(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Probe the upstream forever: a TCP connection that opens within the
+/// connect timeout counts as a sign of life.
+pub async fn probe_upstream(gate: Arc<Gate>) {
+    let mut ticker = tokio::time::interval(PROBE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let config = gate.config();
+        let UpstreamTarget::Url(url) = &config.upstream.target else {
+            continue;
+        };
+        let Some(host) = url.host() else { continue };
+        let port = url
+            .port_u16()
+            .unwrap_or(if url.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(config.upstream.connect_timeout, connect).await {
+            Ok(Ok(_stream)) => gate.upstream_health().mark(crate::gate::unix_now()),
+            Ok(Err(error)) => tracing::debug!(%error, "upstream probe failed"),
+            Err(_) => tracing::debug!("upstream probe timed out"),
+        }
+    }
+}

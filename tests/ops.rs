@@ -1,0 +1,374 @@
+//! Operations through the real binary: the admin listener (health,
+//! readiness, metrics), access logs that never leak a credential, explain,
+//! and two replicas that share nothing but their config.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use support::*;
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("gate.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn admin_addr(gate: &BinaryProcess) -> SocketAddr {
+    let line = gate.wait_for_log("admin listening on http://");
+    let rest = line
+        .split("admin listening on http://")
+        .nth(1)
+        .expect("address");
+    rest.split_whitespace()
+        .next()
+        .expect("address")
+        .parse()
+        .expect("socket address")
+}
+
+const NAVIGATE: [(&str, &str); 2] = [("sec-fetch-mode", "navigate"), ("accept", "text/html")];
+
+fn navigate(url: &str) -> Call {
+    NAVIGATE
+        .iter()
+        .fold(get(url), |call, (name, value)| call.header(name, value))
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_on_the_admin_port() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(
+        &dir,
+        &config_for(&upstream.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let gate = BinaryProcess::start(&path);
+    let admin = admin_addr(&gate);
+    let admin_url = |p: &str| format!("http://{admin}{p}");
+
+    assert_eq!(
+        get(&admin_url("/healthz")).send().await.status,
+        StatusCode::OK
+    );
+    // The probe reaches the upstream within a few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&admin_url("/readyz")).send().await.status != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The admin endpoints are not on the public port.
+    assert_eq!(
+        get(&gate.url("/metrics")).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Some traffic: a mint, a verified page twice (miss, then hit), a refusal.
+    let token = request(Method::POST, &gate.url("/auth/api/token"))
+        .bearer(SECRET)
+        .body(format!(
+            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
+        ))
+        .send()
+        .await;
+    let token: serde_json::Value = serde_json::from_str(&token.body).expect("json");
+    let token = token["token"].as_str().expect("token").to_string();
+    for _ in 0..2 {
+        assert_eq!(
+            get(&gate.url("/docs/a")).bearer(&token).send().await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        request(Method::POST, &gate.url("/auth/api/token"))
+            .bearer("wrong")
+            .send()
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&gate.url("/docs/a")).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let metrics = get(&admin_url("/metrics")).send().await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body;
+    for expected in [
+        "portal_gate_requests_total{decision=\"verified\",status=\"200\"} 2",
+        "portal_gate_requests_total{decision=\"reject\",status=\"401\"} 2",
+        "portal_gate_verifications_total{secret_id=\"k1\"} 2",
+        "portal_gate_tokens_minted_total 1",
+        "portal_gate_token_api_failures_total{reason=\"unauthorized\"} 1",
+        "portal_gate_cache_hits_total 1",
+        "portal_gate_cache_entries 1",
+        "portal_gate_request_duration_seconds_count",
+        "portal_gate_config_info{version=\"",
+    ] {
+        assert!(
+            text.contains(expected),
+            "metrics lack {expected:?}:\n{text}"
+        );
+    }
+    assert!(!text.contains(&token) && !text.contains(SECRET));
+
+    // A reload is counted and the version follows the new file.
+    std::fs::write(
+        &path,
+        config_for(
+            &upstream.url(),
+            "[admin]\nlisten = \"127.0.0.1:0\"\n# changed\n",
+        ),
+    )
+    .expect("write");
+    gate.signal("HUP");
+    gate.wait_for_log("configuration reloaded");
+    let after = get(&admin_url("/metrics")).send().await.body;
+    assert!(
+        after.contains("portal_gate_config_reloads_total{result=\"ok\"} 1"),
+        "{after}"
+    );
+    assert_eq!(
+        after.matches("portal_gate_config_info{").count(),
+        1,
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_upstream_is_down() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(
+        &dir,
+        &config_for(&dead, "[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let gate = BinaryProcess::start(&path);
+    let admin = admin_addr(&gate);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = get(&format!("http://{admin}/readyz")).send().await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&format!("http://{admin}/healthz")).send().await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn access_logs_carry_decisions_but_never_a_credential() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let gate = BinaryProcess::start_with(&path, &["--log-format", "json"]);
+
+    // A full flow: mint, exchange in the URL, the session cookie, a header token.
+    let minted = request(Method::POST, &gate.url("/auth/api/token"))
+        .bearer(SECRET)
+        .body(format!(
+            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
+        ))
+        .send()
+        .await;
+    let token = serde_json::from_str::<serde_json::Value>(&minted.body).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let exchange = navigate(&gate.url(&format!("/docs/guide?auth-token={token}")))
+        .send()
+        .await;
+    let cookie = exchange
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let session = cookie.split_once('=').expect("pair").1.to_string();
+    assert_eq!(
+        navigate(&gate.url("/docs/guide"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&gate.url("/board/x"))
+            .header("x-auth-token", &token)
+            .send()
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = gate.log_text();
+    for secret in [token.as_str(), session.as_str(), SECRET, "ada@example.com"] {
+        assert!(!log.contains(secret), "the log leaks {secret:?}:\n{log}");
+    }
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["target"] == "access")
+        .collect();
+    assert_eq!(events.len(), 4, "one access event per request:\n{log}");
+    let verified = events
+        .iter()
+        .find(|e| e["decision"] == "verified")
+        .expect("verified event");
+    assert_eq!(verified["path"], "/docs/guide");
+    assert_eq!(verified["status"], 200);
+    assert_eq!(verified["rule"], "/docs/**");
+    assert_eq!(verified["secret_id"], "k1");
+    assert_eq!(verified["upstream_status"], 200);
+    assert!(verified["latency_us"].as_u64().is_some());
+    let pseudonym = verified["user"].as_str().expect("user pseudonym");
+    assert_eq!(pseudonym.len(), 12);
+    let refused = events
+        .iter()
+        .find(|e| e["status"] == 403)
+        .expect("403 event");
+    assert_eq!(
+        refused["user"].as_str(),
+        Some(pseudonym),
+        "one user, one pseudonym"
+    );
+    assert!(events.iter().any(|e| e["decision"] == "exchange"));
+}
+
+#[tokio::test]
+async fn log_user_email_puts_the_email_in_access_logs() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(
+        &dir,
+        &config_for(&upstream.url(), "log_user_email = true\n"),
+    );
+    let gate = BinaryProcess::start_with(&path, &["--log-format", "json"]);
+    let token = token_for("ada@example.com");
+    assert_eq!(
+        get(&gate.url("/docs/x")).bearer(&token).send().await.status,
+        StatusCode::OK
+    );
+    let line = gate.wait_for_log("\"decision\":\"verified\"");
+    assert!(line.contains("\"user\":\"ada@example.com\""), "{line}");
+    assert!(!gate.log_text().contains(&token));
+}
+
+#[tokio::test]
+async fn replicas_share_nothing_but_the_config() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let first = BinaryProcess::start(&path);
+    let second = BinaryProcess::start(&path);
+    assert_ne!(first.addr, second.addr);
+
+    // Mint on one replica, use the token on the other.
+    let minted = request(Method::POST, &first.url("/auth/api/token"))
+        .bearer(SECRET)
+        .body(format!(
+            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
+        ))
+        .send()
+        .await;
+    let token = serde_json::from_str::<serde_json::Value>(&minted.body).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        get(&second.url("/docs/a"))
+            .bearer(&token)
+            .send()
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Exchange on the second, use the session cookie on the first.
+    let exchange = navigate(&second.url(&format!("/docs/b?auth-token={token}")))
+        .send()
+        .await;
+    assert_eq!(exchange.status, StatusCode::SEE_OTHER);
+    let cookie = exchange
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    assert_eq!(
+        navigate(&first.url("/docs/b"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let emails: Vec<_> = upstream
+        .seen()
+        .iter()
+        .map(|s| s.headers["x-forwarded-email"].clone())
+        .collect();
+    assert_eq!(emails, vec!["ada@example.com", "ada@example.com"]);
+}
+
+#[test]
+fn explain_names_the_rule_why_it_wins_and_the_decision() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let config = config.to_str().expect("utf-8");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(binary())
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let staff = run(&[
+        "explain",
+        "--config",
+        config,
+        "/internal//notes/./",
+        "--email",
+        "Dev@Example.com",
+    ]);
+    assert!(
+        staff.contains("normalized from /internal//notes/./"),
+        "{staff}"
+    );
+    assert!(
+        staff.contains("/internal/** verified (domains: example.com)"),
+        "{staff}"
+    );
+    assert!(staff.contains("forwarded for dev@example.com"), "{staff}");
+    let outsider = run(&[
+        "explain",
+        "--config",
+        config,
+        "/internal/notes",
+        "--email",
+        "eve@example.org",
+    ]);
+    assert!(outsider.contains("403 for eve@example.org"), "{outsider}");
+    let unmatched = run(&["explain", "--config", config, "/pricing"]);
+    assert!(
+        unmatched.contains("none matches; default_access applies: verified users only"),
+        "{unmatched}"
+    );
+    assert!(unmatched.contains("401"), "{unmatched}");
+    let own = run(&["explain", "--config", config, "/auth/api/token"]);
+    assert!(own.contains("answered by the gate itself"), "{own}");
+    let refused = run(&["explain", "--config", config, "/a%2Fb"]);
+    assert!(refused.contains("refused with 400"), "{refused}");
+}
