@@ -176,7 +176,13 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
             }
         }
         if at_end {
-            return Ok(out.finish());
+            let normal = out.finish();
+            // Escaping can triple the length; the output must stay within
+            // the limit too, or normalizing it again would fail.
+            if normal.len() > MAX_PATH_LEN {
+                return Err(PathError::TooLong);
+            }
+            return Ok(normal);
         }
         pos = seg.end + 1;
     }

@@ -53,7 +53,10 @@ fuzz_target!(|raw: &str| {
     assert!(normal.starts_with('/'), "{raw:?} -> {normal:?}");
     assert!(normal.is_ascii(), "{raw:?} -> {normal:?}");
     for bad in ["//", "/./", "/../"] {
-        assert!(!normal.contains(bad), "{raw:?} -> {normal:?} contains {bad:?}");
+        assert!(
+            !normal.contains(bad),
+            "{raw:?} -> {normal:?} contains {bad:?}"
+        );
     }
     assert!(
         !normal.ends_with("/.") && !normal.ends_with("/.."),
