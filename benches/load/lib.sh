@@ -1,0 +1,244 @@
+# Shared helpers for benches/load/run.sh and benches/load/memory.sh.
+# Sourced, not run. Everything stays on 127.0.0.1; every process this
+# starts is recorded by PID and stopped by PID on exit.
+
+PG_PIDS=()   # processes we started, in start order
+
+pg_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+pg_die() { pg_log "error: $*"; exit 1; }
+
+# Install nginx, wrk, curl if missing (Debian; needs root).
+pg_need_tools() {
+    local missing=()
+    command -v nginx >/dev/null || missing+=(nginx)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    command -v python3 >/dev/null || missing+=(python3)
+    if ((${#missing[@]})); then
+        pg_log "installing ${missing[*]} with apt-get"
+        [[ $(id -u) == 0 ]] || pg_die "need root to apt-get install ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Build the release binary and copy it into the temp dir, so a concurrent
+# rebuild of target/ cannot swap it in the middle of a run.
+pg_build() {
+    local root=$1 dest=$2
+    if [[ ${BUILD:-1} == 1 ]]; then
+        pg_log "cargo build --release"
+        if ! (cd "$root" && cargo build --release --quiet); then
+            # Others may be mid-edit in a shared tree: say so, and measure the last good build.
+            [[ -x $root/target/release/portal-gate ]] || pg_die "cargo build --release failed"
+            pg_log "warning: cargo build --release failed; measuring the existing target/release/portal-gate"
+            PG_BUILD_NOTE="build failed, measured the previous target/release binary"
+        fi
+    fi
+    [[ -x $root/target/release/portal-gate ]] || pg_die "no $root/target/release/portal-gate"
+    cp "$root/target/release/portal-gate" "$dest"
+}
+
+# N free TCP ports on 127.0.0.1, space-separated.
+pg_free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# The 2 KB page (exactly 2048 bytes) under <www>/pub/ and <www>/priv/.
+pg_make_page() {
+    local www=$1
+    mkdir -p "$www/pub" "$www/priv"
+    python3 - "$www" <<'EOF'
+import sys
+head = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>Release notes</title></head>\n<body>\n<h1>Release notes</h1>\n")
+tail = "</body></html>\n"
+para = ("<p>Version 4.2 ships faster exports, a calmer notification centre and "
+        "fixes for the sync conflicts some of you reported last month.</p>\n")
+body = head
+while len(body) + len(para) + len(tail) + 8 <= 2048:
+    body += para
+body += "<!--" + "x" * (2048 - len(body) - len(tail) - 8) + "-->\n" + tail
+data = body.encode()
+assert len(data) == 2048, len(data)
+for d in ("pub", "priv"):
+    open(f"{sys.argv[1]}/{d}/page.html", "wb").write(data)
+EOF
+}
+
+# Common head of an nginx config: one worker, foreground, temp paths in $dir.
+pg_nginx_head() {
+    local dir=$1 name=$2
+    mkdir -p "$dir/$name-tmp"
+    cat <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/$name.pid;
+error_log $dir/$name.error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    default_type text/html;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/$name-tmp/body;
+    proxy_temp_path $dir/$name-tmp/proxy;
+    fastcgi_temp_path $dir/$name-tmp/fastcgi;
+    uwsgi_temp_path $dir/$name-tmp/uwsgi;
+    scgi_temp_path $dir/$name-tmp/scgi;
+EOF
+}
+
+# The upstream: nginx serving <www> on <port>.
+pg_nginx_upstream_conf() {
+    local dir=$1 www=$2 port=$3
+    pg_nginx_head "$dir" upstream
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$port;
+        root $www;
+        location / { }
+    }
+}
+EOF
+}
+
+# Start a command in the background, pinned with taskset to <cpus> (or
+# unpinned if <cpus> is "-"), at niceness $NICE, stdout+stderr to <log>.
+# Sets PG_LAST_PID (taskset and nice exec, so it is the command's PID).
+pg_start() {
+    local cpus=$1 log=$2
+    shift 2
+    local nice=(nice -n "${NICE:-0}")
+    if [[ $cpus == - ]]; then
+        "${nice[@]}" "$@" >"$log" 2>&1 &
+    else
+        taskset -c "$cpus" "${nice[@]}" "$@" >"$log" 2>&1 &
+    fi
+    PG_LAST_PID=$!
+    PG_PIDS+=("$PG_LAST_PID")
+}
+
+# Child PIDs of a process (nginx master -> workers).
+pg_children() {
+    cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$' || true
+}
+
+# Stop one process we started: SIGTERM, wait up to 10 s, then SIGKILL it
+# and its children (by PID).
+pg_stop() {
+    local pid=$1 kids i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kids=$(pg_children "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+pg_cleanup() {
+    local i
+    for ((i = ${#PG_PIDS[@]} - 1; i >= 0; i--)); do
+        pg_stop "${PG_PIDS[i]}"
+    done
+    PG_PIDS=()
+    if [[ -n ${PG_TMP:-} && -d $PG_TMP && ${KEEP_TMP:-0} != 1 ]]; then
+        rm -rf "$PG_TMP"
+    fi
+}
+
+# Wait until <url> answers at all (any status), up to 10 s.
+pg_wait_http() {
+    local url=$1 i
+    for ((i = 0; i < 100; i++)); do
+        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        sleep 0.1
+    done
+    pg_die "$url did not come up"
+}
+
+# Expect <status> and, for 200, a 2048-byte body from <url> [curl args...].
+pg_expect() {
+    local want=$1 url=$2
+    shift 2
+    local got
+    got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "$@" "$url")
+    if [[ $want == 200 ]]; then
+        [[ $got == "200 2048" ]] || pg_die "$url: expected 200 with 2048 bytes, got '$got'"
+    else
+        [[ ${got%% *} == "$want" ]] || pg_die "$url: expected $want, got '$got'"
+    fi
+}
+
+# "utime stime" in clock ticks of a process (all its threads) and its
+# children (nginx workers). Children's CPU is read live, not from cutime.
+pg_cpu_ticks() {
+    local u=0 s=0 p q pair
+    for p in "$@"; do
+        for q in "$p" $(pg_children "$p"); do
+            [[ -r /proc/$q/stat ]] || continue
+            # fields after the ")" : state is $1, utime is $12, stime $13
+            pair=$(sed 's/.*) //' /proc/"$q"/stat | awk '{print $12, $13}')
+            u=$((u + ${pair% *}))
+            s=$((s + ${pair#* }))
+        done
+    done
+    echo "$u $s"
+}
+
+pg_rss_kb() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
+
+# Busy (non-idle, non-iowait) clock ticks of the whole machine, all cores.
+pg_busy_ticks() {
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+# Wait (up to <max> seconds) until the machine is quiet: less than
+# <threshold> cores busy over one second while our servers are idle.
+# Other people's builds and fuzzers share the two cores; a run that starts
+# in a busy second measures them too. Prints the busy cores last seen.
+pg_wait_quiet() {
+    local threshold=$1 max=$2 waited=0 b0 b1 busy tck
+    tck=$(getconf CLK_TCK)
+    while :; do
+        b0=$(pg_busy_ticks)
+        sleep 1
+        b1=$(pg_busy_ticks)
+        busy=$(awk -v d=$((b1 - b0)) -v t="$tck" 'BEGIN {printf "%.2f", d / t}')
+        if awk -v b="$busy" -v t="$threshold" 'BEGIN {exit !(b < t)}' || ((waited >= max)); then
+            echo "$busy"
+            return 0
+        fi
+        waited=$((waited + 1))
+    done
+}
+
+# "voluntary nonvoluntary" context switches of a process's threads and its
+# children's threads.
+pg_ctxt() {
+    local p q
+    for p in "$@"; do
+        for q in "$p" $(pg_children "$p"); do
+            cat /proc/"$q"/task/*/status 2>/dev/null
+        done
+    done | awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'
+}

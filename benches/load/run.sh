@@ -1,0 +1,425 @@
+#!/usr/bin/env bash
+# Load benchmark: portal-gate against nginx and the direct path.
+#
+#   benches/load/run.sh                 # defaults: ROUNDS=3 DURATION=8s, ~4 minutes
+#   SCALE=1 benches/load/run.sh         # also the 1-vs-2-worker scaling section
+#   SCALE=only benches/load/run.sh      # only the scaling section
+#
+# On loopback only, one run starts:
+#   A  nginx serving a 2 KB page (the upstream; direct access = baseline)
+#   B  portal-gate in front of it, public path          /pub/page.html
+#   C  portal-gate, verified path, Bearer token (decrypt cache hit)
+#   D  portal-gate, verified path, cache_capacity = 0 (decrypt every request)
+#   E  nginx proxy_pass in front of the upstream (keepalive upstream)
+#   F  nginx auth_request to a header-comparing verifier block, then proxy_pass
+# and drives each with wrk (HTTP/1.1 keep-alive), interleaved A..F per round.
+# wrk is pinned to core LOAD_CPU (0), every server to core SERVER_CPU (1);
+# nginx runs one worker, and portal-gate under `taskset -c 1` starts one
+# tokio worker (tokio sizes its pool from the CPU affinity mask).
+#
+# Environment (defaults):
+#   ROUNDS=3 DURATION=8s CONNS=32 WARMUP=2s  rounds, length and connections of the load runs
+#   CONFIGS="A B C D E F"                   which configurations to run
+#   LAT1=1 LAT1_ROUNDS=2 LAT1_DURATION=3s   also a 1-connection latency pass
+#   SCALE=0|1|only                           core-scaling section (see docs/benchmarks.md)
+#   LOAD_CPU=0 SERVER_CPU=1                  cores for wrk and for the servers
+#   UPSTREAM_CPU=$SERVER_CPU                 core of the upstream nginx (0: with wrk, so the
+#                                            proxy under test has core 1 to itself)
+#   NICE=-10                                 niceness of wrk and the servers: on a shared machine,
+#                                            background builds then take less from the runs (0 = off)
+#   QUIET=0.3 QUIET_MAX=10                   before each run wait up to QUIET_MAX s for a second in
+#                                            which other processes use < QUIET cores (0 = never wait)
+#   PROFILE="C D"  PROFILE_SECONDS=6         also perf-record these configurations' proxy process
+#   PROFILE_CALLGRAPH=1 PROFILE_FREQ=499     with DWARF call graphs: inclusive time of the gate's functions
+#   BUILD=1                                  0 = use the existing target/release binary
+#   RESULTS=path                             also copy the raw TSV and summary there
+#   KEEP_TMP=0                               1 = keep the temp dir (configs, logs, wrk outputs)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8s}
+CONNS=${CONNS:-32}
+WARMUP=${WARMUP:-2s}
+CONFIGS=${CONFIGS:-A B C D E F}
+LAT1=${LAT1:-1}
+LAT1_ROUNDS=${LAT1_ROUNDS:-2}
+LAT1_DURATION=${LAT1_DURATION:-3s}
+SCALE=${SCALE:-0}
+LOAD_CPU=${LOAD_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+UPSTREAM_CPU=${UPSTREAM_CPU:-$SERVER_CPU}
+SCALE_CPUS=${SCALE_CPUS:-$LOAD_CPU,$SERVER_CPU}
+NICE=${NICE:--10}
+QUIET=${QUIET:-0.3}
+QUIET_MAX=${QUIET_MAX:-10}
+PROFILE=${PROFILE:-}
+PROFILE_SECONDS=${PROFILE_SECONDS:-6}
+PROFILE_TOP=${PROFILE_TOP:-40}
+PROFILE_FREQ=${PROFILE_FREQ:-1999}
+PROFILE_CALLGRAPH=${PROFILE_CALLGRAPH:-0}
+
+pg_need_tools
+PG_TMP=$(mktemp -d /tmp/pg-load.XXXXXX)
+chmod 755 "$PG_TMP" # the nginx workers run as nobody and read www/
+trap pg_cleanup EXIT
+trap 'exit 130' INT TERM
+CLK_TCK=$(getconf CLK_TCK)
+RESULTS_TSV=$PG_TMP/results.tsv
+: >"$RESULTS_TSV"
+
+BIN=$PG_TMP/portal-gate
+pg_build "$ROOT" "$BIN"
+
+read -r P_UP P_NGX P_AUTH P_VER P_GATE P_GATE0 P_S1 P_S2 < <(pg_free_ports 8)
+
+# ---- the machine and the tools -------------------------------------------
+{
+    echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "cpu:       $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "kernel:    $(uname -r)"
+    echo "nginx:     $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    echo "wrk:       $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "gate:      $("$BIN" --version) (git $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ', src modified')${PG_BUILD_NOTE:+, $PG_BUILD_NOTE})"
+    echo "loadavg:   $(cut -d' ' -f1-3 /proc/loadavg) at start"
+    echo "load:      wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, wrk on core $LOAD_CPU, servers on core $SERVER_CPU (upstream on $UPSTREAM_CPU), nice $NICE"
+} | tee "$PG_TMP/machine.txt" >&2
+
+# ---- the upstream and the nginx proxies -----------------------------------
+WWW=$PG_TMP/www
+pg_make_page "$WWW"
+chmod -R a+rX "$WWW"
+
+pg_nginx_upstream_conf "$PG_TMP" "$WWW" "$P_UP" >"$PG_TMP/upstream.conf"
+{
+    pg_nginx_head "$PG_TMP" proxy
+    cat <<EOF
+    upstream portal { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }
+    upstream verifier { server 127.0.0.1:$P_VER; keepalive 64; keepalive_requests 1000000; }
+
+    # E: plain reverse proxy.
+    server {
+        listen 127.0.0.1:$P_NGX;
+        location / {
+            proxy_pass http://portal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    # F: auth_request to the verifier below, then the same proxy.
+    server {
+        listen 127.0.0.1:$P_AUTH;
+        location / {
+            auth_request /_auth;
+            proxy_pass http://portal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location = /_auth {
+            internal;
+            proxy_pass http://verifier;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    # The minimal external verifier, one loopback hop away.
+    server {
+        listen 127.0.0.1:$P_VER;
+        location / {
+            if (\$http_authorization = "Bearer x") { return 204; }
+            return 401;
+        }
+    }
+}
+EOF
+} >"$PG_TMP/proxy.conf"
+
+nginx -t -q -p "$PG_TMP" -e "$PG_TMP/nginx-t.log" -c "$PG_TMP/upstream.conf" || pg_die "upstream.conf invalid"
+nginx -t -q -p "$PG_TMP" -e "$PG_TMP/nginx-t.log" -c "$PG_TMP/proxy.conf" || pg_die "proxy.conf invalid"
+pg_start "$UPSTREAM_CPU" "$PG_TMP/upstream.out" nginx -p "$PG_TMP" -e "$PG_TMP/upstream.error.log" -c "$PG_TMP/upstream.conf"
+UP_PID=$PG_LAST_PID
+pg_start "$SERVER_CPU" "$PG_TMP/proxy.out" nginx -p "$PG_TMP" -e "$PG_TMP/proxy.error.log" -c "$PG_TMP/proxy.conf"
+NGX_PID=$PG_LAST_PID
+
+# ---- portal-gate ----------------------------------------------------------
+SECRET=$("$BIN" secret)
+gate_config() { # <cache_capacity>
+    cat <<EOF
+listen = "127.0.0.1:8080"          # overridden by --listen
+default_access = "restricted"
+
+[upstream]
+url = "http://127.0.0.1:$P_UP"
+
+[verification]
+account_id = "acct_bench"
+token_ttl = "1h"
+cache_capacity = $1
+
+[[secrets]]
+id = "bench"
+value = "$SECRET"
+
+[[pages]]
+path = "/pub/**"
+access = "public"
+
+[[pages]]
+path = "/priv/**"
+access = "verified"
+EOF
+}
+(umask 077 && gate_config 10000 >"$PG_TMP/gate.toml" && gate_config 0 >"$PG_TMP/gate-nocache.toml")
+"$BIN" check --config "$PG_TMP/gate.toml" >"$PG_TMP/check.txt" || pg_die "portal-gate check failed: $(cat "$PG_TMP/check.txt")"
+"$BIN" check --config "$PG_TMP/gate-nocache.toml" >/dev/null || pg_die "portal-gate check failed (cache off)"
+TOKEN=$("$BIN" token --config "$PG_TMP/gate.toml" --email bench@example.com --ttl 3600)
+
+# Stops at the access log's `info` would measure the logger, not the gate.
+start_gate() { # <cpus> <port> <config> [env...]
+    local cpus=$1 port=$2 cfg=$3
+    shift 3
+    pg_start "$cpus" "$PG_TMP/gate-$port.log" env RUST_LOG=warn "$@" "$BIN" serve --config "$cfg" --listen "127.0.0.1:$port"
+}
+workers_of() { grep -c '^tokio-rt-worker' /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s + 0}'; }
+
+declare -A NAMES=([A]="A direct" [B]="B gate public" [C]="C gate cache hit" [D]="D gate cache off"
+    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers")
+declare -A URL HDR PROXY
+if [[ $SCALE != only ]]; then
+    start_gate "$SERVER_CPU" "$P_GATE" "$PG_TMP/gate.toml"
+    GATE_PID=$PG_LAST_PID
+    start_gate "$SERVER_CPU" "$P_GATE0" "$PG_TMP/gate-nocache.toml"
+    GATE0_PID=$PG_LAST_PID
+fi
+if [[ $SCALE != 0 ]]; then
+    start_gate "$SCALE_CPUS" "$P_S1" "$PG_TMP/gate.toml" TOKIO_WORKER_THREADS=1
+    S1_PID=$PG_LAST_PID
+    start_gate "$SCALE_CPUS" "$P_S2" "$PG_TMP/gate.toml" TOKIO_WORKER_THREADS=2
+    S2_PID=$PG_LAST_PID
+fi
+
+URL[A]=http://127.0.0.1:$P_UP/priv/page.html HDR[A]="" PROXY[A]=""
+pg_wait_http "${URL[A]}"
+URL[E]=http://127.0.0.1:$P_NGX/priv/page.html HDR[E]="" PROXY[E]=$NGX_PID
+URL[F]=http://127.0.0.1:$P_AUTH/priv/page.html HDR[F]="Authorization: Bearer x" PROXY[F]=$NGX_PID
+pg_wait_http "${URL[E]}"
+pg_expect 200 "${URL[A]}"
+pg_expect 200 "${URL[E]}"
+pg_expect 200 "${URL[F]}" -H "${HDR[F]}"
+pg_expect 401 "${URL[F]}"
+if [[ $SCALE != only ]]; then
+    URL[B]=http://127.0.0.1:$P_GATE/pub/page.html HDR[B]="" PROXY[B]=$GATE_PID
+    URL[C]=http://127.0.0.1:$P_GATE/priv/page.html HDR[C]="Authorization: Bearer $TOKEN" PROXY[C]=$GATE_PID
+    URL[D]=http://127.0.0.1:$P_GATE0/priv/page.html HDR[D]="Authorization: Bearer $TOKEN" PROXY[D]=$GATE0_PID
+    pg_wait_http "${URL[B]}"
+    pg_wait_http "${URL[D]}"
+    pg_expect 200 "${URL[B]}"
+    pg_expect 401 "${URL[C]}"
+    pg_expect 200 "${URL[C]}" -H "${HDR[C]}"
+    pg_expect 200 "${URL[D]}" -H "${HDR[D]}"
+    pg_log "portal-gate on core $SERVER_CPU runs $(workers_of "$GATE_PID") tokio worker(s)"
+fi
+if [[ $SCALE != 0 ]]; then
+    URL[S1]=http://127.0.0.1:$P_S1/priv/page.html HDR[S1]="Authorization: Bearer $TOKEN" PROXY[S1]=$S1_PID
+    URL[S2]=http://127.0.0.1:$P_S2/priv/page.html HDR[S2]="Authorization: Bearer $TOKEN" PROXY[S2]=$S2_PID
+    pg_wait_http "${URL[S1]}"
+    pg_wait_http "${URL[S2]}"
+    pg_expect 200 "${URL[S1]}" -H "${HDR[S1]}"
+    pg_expect 200 "${URL[S2]}" -H "${HDR[S2]}"
+    w1=$(workers_of "$S1_PID") w2=$(workers_of "$S2_PID")
+    pg_log "TOKIO_WORKER_THREADS=1 -> $w1 worker(s), TOKIO_WORKER_THREADS=2 -> $w2 worker(s)"
+    [[ $w1 == 1 && $w2 == 2 ]] || pg_log "warning: TOKIO_WORKER_THREADS not honoured; the scaling section compares nothing"
+    echo "scale:     TOKIO_WORKER_THREADS=1 -> $w1 tokio-rt-worker thread(s), =2 -> $w2" >>"$PG_TMP/machine.txt"
+fi
+
+# ---- one wrk run ------------------------------------------------------------
+# tick_delta "<u0> <s0>" "<u1> <s1>" [sys]: user+system ticks between two
+# samples, or only the system ticks.
+tick_delta() {
+    local a=($1) b=($2)
+    if [[ ${3:-} == sys ]]; then echo $((b[1] - a[1])); else echo $((b[0] + b[1] - a[0] - a[1])); fi
+}
+# bench <phase> <cfg> <round> <conns> <duration> [record=1]
+bench() {
+    local phase=$1 cfg=$2 round=$3 conns=$4 duration=$5 record=${6:-1}
+    local out=$PG_TMP/wrk-$phase-$cfg-$round.txt hdr=() up0 px0 up1 px1 wrk_cpu line quiet
+    if ((record)) && [[ $QUIET_MAX != 0 ]]; then
+        quiet=$(pg_wait_quiet "$QUIET" "$QUIET_MAX")
+        awk -v b="$quiet" -v t="$QUIET" 'BEGIN {exit !(b >= t)}' &&
+            pg_log "  (machine still busy: $quiet cores used by others; running anyway)"
+    fi
+    [[ -n ${HDR[$cfg]} ]] && hdr=(-H "${HDR[$cfg]}")
+    up0=$(pg_cpu_ticks "$UP_PID")
+    px0="0 0"
+    [[ -n ${PROXY[$cfg]} ]] && px0=$(pg_cpu_ticks "${PROXY[$cfg]}")
+    local busy0 busy1
+    busy0=$(pg_busy_ticks)
+    local TIMEFORMAT='%U %S'
+    { time taskset -c "$LOAD_CPU" nice -n "$NICE" wrk -t1 -c"$conns" -d"$duration" --latency "${hdr[@]}" "${URL[$cfg]}" >"$out"; } 2>"$out.time"
+    busy1=$(pg_busy_ticks)
+    up1=$(pg_cpu_ticks "$UP_PID")
+    px1="0 0"
+    [[ -n ${PROXY[$cfg]} ]] && px1=$(pg_cpu_ticks "${PROXY[$cfg]}")
+    ((record)) || return 0
+    wrk_cpu=$(awk '{print $1 + $2}' "$out.time")
+    line=$(awk -v phase="$phase" -v cfg="$cfg" -v round="$round" -v conns="$conns" \
+        -v wrk_cpu="$wrk_cpu" -v px=$(tick_delta "$px0" "$px1") -v up=$(tick_delta "$up0" "$up1") -v pxs=$(tick_delta "$px0" "$px1" sys) -v busy=$((busy1 - busy0)) -v tck="$CLK_TCK" '
+        function us(v) {
+            if (v ~ /us$/) return v + 0
+            if (v ~ /ms$/) return (v + 0) * 1000
+            if (v ~ /m$/) return (v + 0) * 60e6
+            if (v ~ /s$/) return (v + 0) * 1e6
+            return v + 0
+        }
+        /^ +50%/ { p50 = us($2) }
+        /^ +99%/ { p99 = us($2) }
+        / requests in / { w = $4; sub(/,$/, "", w); req = $1; wall = us(w) / 1e6 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx/ { non = $NF }
+        /Socket errors/ { s = $0; gsub(/[^0-9 ]/, " ", s); n = split(s, a, " "); for (i = 1; i <= n; i++) err += a[i] }
+        END {
+            printf "%s\t%s\t%s\t%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%.2f\n",
+                phase, cfg, round, conns, rps, p50, p99, req, non, err, wrk_cpu, px / tck, up / tck, wall, busy / tck, pxs / tck
+        }' "$out")
+    echo "$line" >>"$RESULTS_TSV"
+    awk -F'\t' '{other = ($15 - $11 - $12 - $13) / $14
+        printf "  %-5s %-2s round %s: %9.0f req/s  p50 %7.0f us  p99 %7.0f us  errors %d  other processes %.2f cores\n", $1, $2, $3, $5, $6, $7, $9 + $10, (other > 0 ? other : 0)}' <<<"$line" >&2
+}
+
+# ---- the runs -------------------------------------------------------------
+MAIN_CONFIGS=()
+if [[ $SCALE != only ]]; then
+    read -r -a MAIN_CONFIGS <<<"$CONFIGS"
+    pg_log "warm-up ($WARMUP each): ${MAIN_CONFIGS[*]}"
+    for cfg in "${MAIN_CONFIGS[@]}"; do bench warmup "$cfg" 0 "$CONNS" "$WARMUP" 0; done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        pg_log "round $r/$ROUNDS: ${MAIN_CONFIGS[*]} (wrk -c$CONNS -d$DURATION)"
+        for cfg in "${MAIN_CONFIGS[@]}"; do bench load "$cfg" "$r" "$CONNS" "$DURATION"; done
+    done
+    if [[ $LAT1 == 1 ]]; then
+        for ((r = 1; r <= LAT1_ROUNDS; r++)); do
+            pg_log "1-connection latency pass $r/$LAT1_ROUNDS (wrk -c1 -d$LAT1_DURATION)"
+            for cfg in "${MAIN_CONFIGS[@]}"; do bench lat1 "$cfg" "$r" 1 "$LAT1_DURATION"; done
+        done
+    fi
+fi
+if [[ $SCALE != 0 ]]; then
+    pg_log "scaling: S1 = 1 worker, S2 = 2 workers, gate on cores $SCALE_CPUS, upstream on $SERVER_CPU, wrk on $LOAD_CPU"
+    bench warmup S1 0 "$CONNS" "$WARMUP" 0
+    bench warmup S2 0 "$CONNS" "$WARMUP" 0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for cfg in S1 S2; do bench scale "$cfg" "$r" "$CONNS" "$DURATION"; done
+    done
+fi
+
+# ---- optional CPU profile of the proxy process (perf, software clock) -------
+PROFILE_TXT=$PG_TMP/profile.md
+: >"$PROFILE_TXT"
+if [[ -n ${PROFILE:-} ]]; then
+    if ! command -v perf >/dev/null; then
+        pg_log "PROFILE set but perf is missing: apt-get install linux-perf"
+    else
+        for cfg in $PROFILE; do
+            [[ -n ${PROXY[$cfg]:-} ]] || { pg_log "PROFILE: $cfg has no proxy process"; continue; }
+            pg_log "profiling $cfg for ${PROFILE_SECONDS}s (perf record -e cpu-clock)"
+            pids=$(echo "${PROXY[$cfg]}" $(pg_children "${PROXY[$cfg]}") | tr ' ' ',')
+            cg=()
+            [[ $PROFILE_CALLGRAPH == 1 ]] && cg=(--call-graph dwarf,16384)
+            taskset -c "$LOAD_CPU" perf record -q -e cpu-clock -F "$PROFILE_FREQ" "${cg[@]}" -o "$PG_TMP/perf-$cfg.data" \
+                -p "$pids" -- sleep "$PROFILE_SECONDS" >"$PG_TMP/perf-$cfg.log" 2>&1 &
+            perf_pid=$!
+            taskset -c "$LOAD_CPU" perf stat -x, -e task-clock,context-switches,cpu-migrations \
+                -o "$PG_TMP/perfstat-$cfg.csv" -p "$pids" -- sleep "$PROFILE_SECONDS" >/dev/null 2>&1 &
+            stat_pid=$!
+            sleep 0.2
+            cs0=$(pg_ctxt "${PROXY[$cfg]}")
+            bench profile "$cfg" 0 "$CONNS" "$((PROFILE_SECONDS - 1))s" 0
+            cs1=$(pg_ctxt "${PROXY[$cfg]}")
+            wait "$perf_pid" || true
+            wait "$stat_pid" || true
+            prof_req=$(awk '/ requests in / {print $1}' "$PG_TMP/wrk-profile-$cfg-0.txt")
+            # Syscalls per request: a separate short run under `perf trace -s`
+            # (it slows the process down; its throughput is not recorded).
+            taskset -c "$LOAD_CPU" perf trace -s -p "$pids" -o "$PG_TMP/trace-$cfg.txt" -- sleep 4 >/dev/null 2>&1 &
+            perf_pid=$!
+            sleep 0.5
+            bench syscalls "$cfg" 0 "$CONNS" 3s 0
+            wait "$perf_pid" || true
+            trace_req=$(awk '/ requests in / {print $1}' "$PG_TMP/wrk-syscalls-$cfg-0.txt")
+            trim() { sed -E 's/[[:space:]-]+$//' | awk -v n="$1" '!/^#/ && NF && c++ < n'; }
+            {
+                echo "### Profile of ${NAMES[$cfg]:-$cfg} (perf record -e cpu-clock, self time)"
+                echo
+                echo "By object (in a VM, kernel samples pile up where interrupts are re-enabled):"
+                echo
+                echo '```'
+                perf report -i "$PG_TMP/perf-$cfg.data" --no-children --sort dso --stdio 2>/dev/null | trim 8 || true
+                echo '```'
+                echo
+                echo "Top user-space symbols (percent of all samples):"
+                echo
+                echo '```'
+                perf report -i "$PG_TMP/perf-$cfg.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+                    grep -v 'kernel.kallsyms' | trim "$PROFILE_TOP" || true
+                echo '```'
+                echo
+                if [[ $PROFILE_CALLGRAPH == 1 ]]; then
+                    echo "Inclusive time (with callees) of the gate's own functions, percent of all samples:"
+                    echo
+                    echo '```'
+                    perf report -i "$PG_TMP/perf-$cfg.data" --children --sort symbol --stdio -g none 2>/dev/null |
+                        grep -E 'portal_gate::|hyper_util::client::legacy::client::Client<C,B>::send_request|hyper::proto::h1::dispatch|tokio::runtime::scheduler::multi_thread::worker::Context::run_task|__libc_malloc|cfree|_int_free' |
+                        sed -E 's/[[:space:]-]+$//' | awk -v n="$PROFILE_TOP" 'c++ < n' || true
+                    echo '```'
+                    echo
+                fi
+                echo "Scheduler events per request (perf stat over the profiled run, $prof_req requests):"
+                echo
+                echo '```'
+                awk -F, -v req="$prof_req" '$3 ~ /context-switches|cpu-migrations/ {printf "%-18s %6.3f per request\n", $3, $1 / req}' \
+                    "$PG_TMP/perfstat-$cfg.csv" || true
+                awk -v a="$cs0" -v b="$cs1" -v req="$prof_req" 'BEGIN {
+                    split(a, x, " "); split(b, y, " ")
+                    printf "%-18s %6.3f per request\n%-18s %6.3f per request\n", "voluntary", (y[1] - x[1]) / req, "involuntary", (y[2] - x[2]) / req }'
+                echo '```'
+                echo
+                echo "System calls per request (perf trace -s over $trace_req requests, all threads):"
+                echo
+                echo '```'
+                awk -v req="$trace_req" '
+                    $1 ~ /^[a-z_0-9]+$/ && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ && NF >= 8 { calls[$1] += $2; errs[$1] += $3 }
+                    END {
+                        for (s in calls) { total += calls[s]; printf "%-16s %6.2f per request (%.2f failed)\n", s, calls[s] / req, errs[s] / req }
+                        printf "%-16s %6.2f per request\n", "TOTAL", total / req
+                    }' "$PG_TMP/trace-$cfg.txt" | sort -k2 -rn || true
+                echo '```'
+                echo
+            } >>"$PROFILE_TXT"
+        done
+    fi
+fi
+
+# ---- the summary ----------------------------------------------------------
+{
+    echo '```'
+    cat "$PG_TMP/machine.txt"
+    echo '```'
+    echo
+    python3 "$HERE/summarize.py" "$RESULTS_TSV"
+    cat "$PROFILE_TXT"
+} >"$PG_TMP/summary.md"
+echo
+cat "$PG_TMP/summary.md"
+if [[ -n ${RESULTS:-} ]]; then
+    mkdir -p "$RESULTS"
+    cp "$RESULTS_TSV" "$PG_TMP/summary.md" "$PG_TMP/machine.txt" "$RESULTS"/
+    pg_log "results copied to $RESULTS"
+fi

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Summarize benches/load/run.sh results (a TSV, one row per wrk run) into
+markdown tables: medians over rounds, ratios, CPU cost per request, and
+the issue's targets. Usage: summarize.py results.tsv"""
+
+import statistics
+import sys
+
+NAMES = {
+    "A": "A direct: nginx upstream",
+    "B": "B portal-gate, public path",
+    "C": "C portal-gate, verified, cache hit",
+    "D": "D portal-gate, verified, cache off",
+    "E": "E nginx proxy_pass",
+    "F": "F nginx auth_request",
+    "S1": "S1 portal-gate, 1 worker (cores 0-1)",
+    "S2": "S2 portal-gate, 2 workers (cores 0-1)",
+}
+FIELDS = ["phase", "cfg", "round", "conns", "rps", "p50_us", "p99_us", "requests",
+          "non2xx", "sockerr", "wrk_cpu_s", "proxy_cpu_s", "upstream_cpu_s", "wall_s", "busy_s", "proxy_sys_s"]
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.rstrip("\n").split("\t")
+            row = dict(zip(FIELDS, parts))
+            for k in FIELDS[3:]:
+                row[k] = float(row.get(k, 0))
+            row["wall_s"] = row["wall_s"] or 1e-9
+            rows.append(row)
+    return rows
+
+
+def fmt_us(us):
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def sfmt(us):
+    return ("+" if us >= 0 else "−") + fmt_us(abs(us))
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(rows, phase):
+    by = {}
+    for r in rows:
+        if r["phase"] == phase:
+            by.setdefault(r["cfg"], []).append(r)
+    out = {}
+    base = {r["round"]: r["p99_us"] for r in by.get("A", [])}
+    for cfg, rs in by.items():
+        reqs = [r["requests"] for r in rs]
+        out[cfg] = {
+            "n": len(rs),
+            "conns": int(rs[0]["conns"]),
+            "rps": med([r["rps"] for r in rs]),
+            "rps_min": min(r["rps"] for r in rs),
+            "rps_max": max(r["rps"] for r in rs),
+            "p50": med([r["p50_us"] for r in rs]),
+            "p99": med([r["p99_us"] for r in rs]),
+            "proxy_us": med([r["proxy_cpu_s"] / q * 1e6 for r, q in zip(rs, reqs) if q]),
+            "proxy_sys_us": med([r["proxy_sys_s"] / q * 1e6 for r, q in zip(rs, reqs) if q]),
+            "up_us": med([r["upstream_cpu_s"] / q * 1e6 for r, q in zip(rs, reqs) if q]),
+            "srv_busy": med([(r["proxy_cpu_s"] + r["upstream_cpu_s"]) / r["wall_s"] for r in rs]),
+            "proxy_busy": med([r["proxy_cpu_s"] / r["wall_s"] for r in rs]),
+            "wrk_busy": med([r["wrk_cpu_s"] / r["wall_s"] for r in rs]),
+            "other": med([max(0.0, r["busy_s"] - r["wrk_cpu_s"] - r["proxy_cpu_s"] - r["upstream_cpu_s"])
+                          / r["wall_s"] for r in rs]),
+            "d99": med([r["p99_us"] - base[r["round"]] for r in rs if r["round"] in base]),
+            "bad": sum(r["non2xx"] + r["sockerr"] for r in rs),
+        }
+    return out
+
+
+def load_table(s):
+    a = s.get("A", {}).get("rps")
+    e = s.get("E", {}).get("rps")
+    print("| configuration | req/s (median) | min–max | × direct | × nginx proxy_pass "
+          "| p50 | p99 | proxy CPU µs/req | upstream CPU µs/req | server core busy | wrk core busy | other CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cfg in sorted(s):
+        x = s[cfg]
+        ra = f"{x['rps'] / a:.2f}" if a else "–"
+        re_ = f"{x['rps'] / e:.2f}" if e else "–"
+        proxy = f"{x['proxy_us']:.1f}" if cfg != "A" else "–"
+        print(f"| {NAMES.get(cfg, cfg)} | {x['rps']:,.0f} | {x['rps_min']:,.0f}–{x['rps_max']:,.0f} "
+              f"| {ra} | {re_} | {fmt_us(x['p50'])} | {fmt_us(x['p99'])} | {proxy} "
+              f"| {x['up_us']:.1f} | {x['srv_busy'] * 100:.0f}% | {x['wrk_busy'] * 100:.0f}% | {x['other']:.2f} |")
+    bad = sum(x["bad"] for x in s.values())
+    if bad:
+        print(f"\n**warning: {bad:.0f} non-2xx responses or socket errors** (see the wrk outputs)")
+
+
+def cost_table(s):
+    """Server-core CPU per request, and the throughput one fully used server
+    core would give at that cost. Contention from other processes on a shared
+    machine moves req/s a lot and CPU per request much less."""
+    tot = {cfg: x["proxy_us"] * (cfg != "A") + x["up_us"] for cfg, x in s.items()}
+    a, e, f = tot.get("A"), tot.get("E"), tot.get("F")
+    print("| configuration | proxy µs/req | of which kernel | upstream µs/req | server core µs/req | req/s per server core "
+          "| × direct | × nginx proxy_pass | × nginx auth_request |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cfg in sorted(s):
+        x, t = s[cfg], tot[cfg]
+        proxy = f"{x['proxy_us']:.1f}" if cfg != "A" else "–"
+        sys_ = f"{x['proxy_sys_us']:.1f}" if cfg != "A" else "–"
+        cells = [f"{t_ / t:.2f}" if t_ else "–" for t_ in (a, e, f)]
+        print(f"| {NAMES.get(cfg, cfg)} | {proxy} | {sys_} | {x['up_us']:.1f} | {t:.1f} | {1e6 / t:,.0f} | "
+              + " | ".join(cells) + " |")
+
+
+def lat_table(s, base):
+    print("| configuration | req/s | p50 | p99 | p50 added over direct | p99 added over direct (per round, median) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for cfg in sorted(s):
+        x = s[cfg]
+        if base:
+            d50 = sfmt(x["p50"] - base["p50"]) if cfg != "A" else "–"
+            d99 = sfmt(x["d99"]) if cfg != "A" else "–"
+        else:
+            d50 = d99 = "–"
+        print(f"| {NAMES.get(cfg, cfg)} | {x['rps']:,.0f} | {fmt_us(x['p50'])} | {fmt_us(x['p99'])} | {d50} | {d99} |")
+
+
+def targets(s, lat):
+    def get(cfg, k, src=s):
+        return src.get(cfg, {}).get(k)
+    print("| target | measured | met? |")
+    print("|---|---|---|")
+    c, e, f, a = (get(k, "rps") for k in "CEFA")
+    if c and e:
+        print(f"| cache hit ≥ 1.0× nginx proxy_pass (req/s) | {c / e:.2f}× | {'yes' if c / e >= 1.0 else 'no'} |")
+    if c and f:
+        print(f"| cache hit ≥ 1.5× nginx auth_request (req/s) | {c / f:.2f}× | {'yes' if c / f >= 1.5 else 'no'} |")
+    tot = {k: s[k]["proxy_us"] + s[k]["up_us"] for k in "CEF" if k in s}
+    if "C" in tot and "E" in tot:
+        r = tot["E"] / tot["C"]
+        print(f"| cache hit ≥ 1.0× nginx proxy_pass (req/s per server core, from CPU/request) | {r:.2f}× | {'yes' if r >= 1.0 else 'no'} |")
+    if "C" in tot and "F" in tot:
+        r = tot["F"] / tot["C"]
+        print(f"| cache hit ≥ 1.5× nginx auth_request (req/s per server core, from CPU/request) | {r:.2f}× | {'yes' if r >= 1.5 else 'no'} |")
+    for src, label in ((s, "under load"), (lat, "1 connection")):
+        if all(k in src for k in "CEA"):
+            # Added p99 per round (same round, so the same background load),
+            # then the median over rounds.
+            dc, de = src["C"]["d99"], src["E"]["d99"]
+            print(f"| p99 added over direct ≤ proxy_pass's ({label}) | gate {sfmt(dc)}, "
+                  f"nginx {sfmt(de)} | {'yes' if dc <= de else 'no'} |")
+    cb, ce = get("C", "proxy_us"), get("E", "proxy_us")
+    if cb and ce:
+        print(f"| (info) proxy CPU per request, gate cache hit vs nginx proxy_pass | "
+              f"{cb:.1f} vs {ce:.1f} µs ({cb / ce:.2f}×) | – |")
+
+
+def scale_table(s):
+    print("| configuration | req/s (median) | p50 | p99 | gate CPU µs/req | gate cores busy | upstream CPU µs/req | wrk core busy | other CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cfg in sorted(s):
+        x = s[cfg]
+        print(f"| {NAMES.get(cfg, cfg)} | {x['rps']:,.0f} | {fmt_us(x['p50'])} | {fmt_us(x['p99'])} "
+              f"| {x['proxy_us']:.1f} | {x['proxy_busy']:.2f} | {x['up_us']:.1f} | {x['wrk_busy'] * 100:.0f}% | {x['other']:.2f} |")
+    if "S1" in s and "S2" in s:
+        c1, c2 = s["S1"]["proxy_us"], s["S2"]["proxy_us"]
+        print()
+        print(f"- measured req/s, 2 workers / 1 worker (box shared with wrk and nginx): "
+              f"{s['S2']['rps'] / s['S1']['rps']:.2f}×")
+        print(f"- CPU per request, 2 workers / 1 worker: {c2 / c1:.2f}× "
+              f"(1.00 = a second worker costs nothing per request)")
+        print(f"- projected 2-core speedup if the gate had 2 dedicated cores = 2 × {c1:.1f} / {c2:.1f} "
+              f"= {2 * c1 / c2:.2f}× (an upper bound: lock waits and idle time are not CPU)")
+
+
+def main():
+    rows = load(sys.argv[1])
+    phases = []
+    for r in rows:
+        if r["phase"] not in phases:
+            phases.append(r["phase"])
+    load_s = summarize(rows, "load") if "load" in phases else {}
+    lat_s = summarize(rows, "lat1") if "lat1" in phases else {}
+    if load_s:
+        n = max(x["n"] for x in load_s.values())
+        conns = next(iter(load_s.values()))["conns"]
+        print(f"### Throughput and latency under load (wrk -t1 -c{conns}, median of {n} rounds)\n")
+        load_table(load_s)
+        print()
+        print("### CPU cost per request (medians; robust to other load on the machine)\n")
+        cost_table(load_s)
+        print()
+    if lat_s:
+        print("### Latency with one connection (wrk -t1 -c1: no queueing, the cost of the hop)\n")
+        lat_table(lat_s, lat_s.get("A"))
+        print()
+    if load_s:
+        print("### Targets\n")
+        targets(load_s, lat_s)
+        print()
+    if "scale" in phases:
+        sc = summarize(rows, "scale")
+        n = max(x["n"] for x in sc.values())
+        print(f"### Core scaling (median of {n} rounds)\n")
+        scale_table(sc)
+        print()
+
+
+if __name__ == "__main__":
+    main()
