@@ -113,6 +113,7 @@ async fn decide_and_answer(
             return refuse(trace, Reason::BadPath(error));
         }
     };
+
     let path = trace.path.clone();
 
     // A host this gate does not serve, or an oversized query: refuse early.
@@ -196,7 +197,7 @@ async fn decide_and_answer(
             .iter()
             .any(|net| net.contains(&conn.peer.ip())),
     };
-    let outgoing = match outgoing_request(request, path, client, places, identity.as_deref()) {
+    let outgoing = match outgoing_request(request, &path, client, places, identity.as_deref()) {
         Ok(outgoing) => outgoing,
         Err(reason) => return refuse(trace, reason),
     };
@@ -254,12 +255,20 @@ fn exchange(
 /// hop-by-hop and spoofed identity headers out, the gate's own headers in.
 fn outgoing_request(
     mut request: Request<Incoming>,
-    path: String,
+    path: &str,
     client: ClientInfo,
     places: TokenPlaces,
     identity: Option<&crate::token::Opened>,
 ) -> Result<Outgoing, Reason> {
-    let query = request.uri().query().and_then(headers::query_without_token);
+    // Rewrite the query only when it carried the token.
+    let rewritten = places
+        .query
+        .then(|| request.uri().query().and_then(headers::query_without_token));
+    let query = match &rewritten {
+        Some(rewritten) => rewritten.as_deref(),
+        None => request.uri().query(),
+    };
+    let (target, path_len) = Outgoing::target(path, query);
     let host = request.headers().get(header::HOST).cloned().or_else(|| {
         request
             .uri()
@@ -272,8 +281,8 @@ fn outgoing_request(
     headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity)?;
     Ok(Outgoing {
         request,
-        path,
-        query,
+        target,
+        path_len,
     })
 }
 

@@ -18,17 +18,21 @@ use crate::token::{Opened, TokenError};
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the legacy ones proxies
 /// still see).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers by which an upstream may learn who the user is or where the
 /// request came from. Only the gate sets them; client copies are removed in
@@ -76,15 +80,29 @@ pub fn prepare_upstream_headers(
     host: Option<HeaderValue>,
     identity: Option<&Opened>,
 ) -> Result<(), Reason> {
-    strip_hop_by_hop(headers);
+    strip_connection_named(headers);
     let relayed = client.trusted.then(|| Relayed::take(headers));
-    // hyper re-frames the body it forwards from the body's own length, so a
-    // stale or conflicting Content-Length never reaches the upstream.
-    headers.remove(header::CONTENT_LENGTH);
-    strip_gate_owned(headers);
-    strip_token(headers, places);
-    // The upstream's Host is set by the forwarder from the upstream URL.
-    headers.remove(header::HOST);
+    // One pass over the names: hop-by-hop headers; Content-Length (hyper
+    // re-frames the body from its own length, so a stale or conflicting one
+    // never passes); Host (the forwarder sets the upstream's); the token's
+    // header; and every client copy of a header only the gate may set.
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name)
+                || **name == header::CONTENT_LENGTH
+                || **name == header::HOST
+                || (places.header && name.as_str() == TOKEN_HEADER)
+                || is_gate_owned(name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+    if places.bearer {
+        strip_bearer(headers);
+    }
 
     let peer = client.peer.ip().to_string();
     let relayed = relayed.unwrap_or_default();
@@ -93,14 +111,14 @@ pub fn prepare_upstream_headers(
         None => peer,
     };
     if let Ok(chain) = HeaderValue::from_str(&chain) {
-        headers.insert("x-forwarded-for", chain);
+        headers.insert(X_FORWARDED_FOR, chain);
     }
     let proto = relayed
         .proto
         .unwrap_or(HeaderValue::from_static(client.proto));
-    headers.insert("x-forwarded-proto", proto);
+    headers.insert(X_FORWARDED_PROTO, proto);
     if let Some(host) = relayed.host.or(host) {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
     if let Some(opened) = identity {
         // Tokens are checked for a header-safe identity when opened; should
@@ -133,7 +151,7 @@ struct Relayed {
 impl Relayed {
     fn take(headers: &HeaderMap) -> Relayed {
         let chain: Vec<&str> = headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .map(str::trim)
@@ -141,14 +159,26 @@ impl Relayed {
             .collect();
         Relayed {
             for_chain: (!chain.is_empty()).then(|| chain.join(", ")),
-            proto: headers.get("x-forwarded-proto").cloned(),
-            host: headers.get("x-forwarded-host").cloned(),
+            proto: headers.get(X_FORWARDED_PROTO).cloned(),
+            host: headers.get(X_FORWARDED_HOST).cloned(),
         }
     }
 }
 
 /// Drop hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_connection_named(headers);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Drop every header the client named in `Connection` (hop-by-hop by
+/// declaration). The common request has no `Connection` header: no work.
+fn strip_connection_named(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -157,9 +187,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -176,35 +203,18 @@ fn is_gate_owned(name: &str) -> bool {
     })
 }
 
-fn strip_gate_owned(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_gate_owned(name.as_str()))
+/// Remove bearer tokens from `Authorization`, keeping any other
+/// credentials the client sends (e.g. Basic for the upstream's own login).
+fn strip_bearer(headers: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter(|v| bearer_token(v.as_bytes()).is_none())
         .cloned()
         .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
-}
-
-/// Remove the token from the headers it may travel in.
-fn strip_token(headers: &mut HeaderMap, places: TokenPlaces) {
-    if places.header {
-        headers.remove(TOKEN_HEADER);
-    }
-    if places.bearer {
-        // Keep any other credentials the client sends (e.g. Basic for the
-        // upstream's own login); drop only bearer tokens.
-        let kept: Vec<HeaderValue> = headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .filter(|v| bearer_token(v.as_bytes()).is_none())
-            .cloned()
-            .collect();
-        headers.remove(header::AUTHORIZATION);
-        for value in kept {
-            headers.append(header::AUTHORIZATION, value);
-        }
+    headers.remove(header::AUTHORIZATION);
+    for value in kept {
+        headers.append(header::AUTHORIZATION, value);
     }
 }
 
@@ -234,6 +244,24 @@ pub fn query_without_token(query: &str) -> Option<String> {
 /// `public` and `s-maxage` are dropped and `private` is added, unless the
 /// upstream already said `private` or `no-store`.
 pub fn make_private(headers: &mut HeaderMap) {
+    // The common cases, without allocating: no Cache-Control at all, or
+    // one that already keeps the page out of shared caches.
+    let mut values = headers.get_all(header::CACHE_CONTROL).iter().peekable();
+    if values.peek().is_none() {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
+    let already = values.any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|d| {
+                let d = d.trim();
+                d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store")
+            })
+        })
+    });
+    if already {
+        return;
+    }
     let directives: Vec<String> = headers
         .get_all(header::CACHE_CONTROL)
         .iter()

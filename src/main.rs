@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 use portal_gate::config::Config;
 use portal_gate::token::{self, Claims};
 
+/// mimalloc: fewer cycles per allocation than glibc's malloc on the request
+/// path, and it returns memory to the system after a connection spike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "portal-gate", version, about = "A portal-gating reverse proxy")]
 struct Cli {

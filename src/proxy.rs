@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -46,10 +48,35 @@ pub struct HttpUpstream {
 pub struct Outgoing {
     /// The request, with cleaned headers; its URI is replaced here.
     pub request: Request<Incoming>,
+    /// The normalized path, then `?` and the query without token
+    /// parameters if one is left: built once, moved into the URI as is.
+    pub target: String,
+    /// Where the path ends in `target`.
+    pub path_len: usize,
+}
+
+impl Outgoing {
+    /// The target for `path` (normalized) and `query`, and the path's
+    /// length in it: one allocation.
+    pub fn target(path: &str, query: Option<&str>) -> (String, usize) {
+        let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+        target.push_str(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        (target, path.len())
+    }
+
     /// The normalized path.
-    pub path: String,
-    /// The query without token parameters.
-    pub query: Option<String>,
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_len]
+    }
+
+    /// The query, if any is left.
+    pub fn query(&self) -> Option<&str> {
+        self.target.get(self.path_len + 1..)
+    }
 }
 
 impl Upstream {
@@ -68,11 +95,7 @@ impl Upstream {
         match self {
             Upstream::Dir(dir) => {
                 let response = dir
-                    .serve(
-                        outgoing.request.method(),
-                        &outgoing.path,
-                        outgoing.query.as_deref(),
-                    )
+                    .serve(outgoing.request.method(), outgoing.path(), outgoing.query())
                     .await;
                 Ok(response.map(body::boxed))
             }
@@ -120,17 +143,13 @@ impl HttpUpstream {
     async fn forward(&self, outgoing: Outgoing) -> Result<Response<Body>, Reason> {
         let Outgoing {
             mut request,
-            path,
-            query,
+            target,
+            ..
         } = outgoing;
-        let path_and_query = match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
         let mut parts = self.base.clone().into_parts();
+        // The target's bytes move into the URI without another copy.
         parts.path_and_query = Some(
-            path_and_query
-                .parse()
+            PathAndQuery::from_maybe_shared(Bytes::from(target))
                 .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?,
         );
         *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
