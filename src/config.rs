@@ -146,6 +146,9 @@ pub struct Limits {
     /// Time a client has to send a request head; for HTTP/1 it also bounds
     /// how long an idle keep-alive connection waits for its next request.
     pub header_read_timeout: Duration,
+    /// A connection that moves no byte for this long is closed gracefully
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    pub idle_timeout: Duration,
     /// Bytes of one request head (HTTP/1 read buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
     /// Headers in one HTTP/1 request.
@@ -173,6 +176,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             api_max_body: 64 * 1024,
@@ -283,6 +287,7 @@ struct RawEmbed {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     header_read_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
     max_header_bytes: Option<Spanned<usize>>,
     max_headers: Option<Spanned<usize>>,
     api_max_body: Option<Spanned<usize>>,
@@ -817,6 +822,7 @@ fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigErr
             "limits.header_read_timeout",
             d.header_read_timeout,
         )?,
+        idle_timeout: positive(&raw.idle_timeout, "limits.idle_timeout", d.idle_timeout)?,
         // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
         max_header_bytes: within(
             &raw.max_header_bytes,

@@ -10,9 +10,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Limits};
@@ -46,8 +49,10 @@ pub async fn serve(
     };
     // Each connection holds a permit; at the limit, the accept loop waits
     // and new connections queue in the kernel's listen backlog.
-    let permits = Arc::new(Semaphore::new(started_with.limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let max_connections = started_with.limits.max_connections;
+    let permits = Arc::new(Semaphore::new(max_connections));
+    // Tells every connection to finish what it has in flight and close.
+    let (closing, closing_rx) = watch::channel(false);
     tokio::pin!(shutdown);
 
     loop {
@@ -75,7 +80,7 @@ pub async fn serve(
         // Limits apply to new connections from the config in force now.
         let limits = gate.config().limits.clone();
         let gate = Arc::clone(&gate);
-        let watcher = graceful.watcher();
+        let closing = closing_rx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -85,7 +90,7 @@ pub async fn serve(
                         peer,
                         proto: "http",
                     };
-                    serve_connection(TokioIo::new(stream), gate, conn, &limits, watcher).await
+                    serve_connection(stream, gate, conn, &limits, closing).await
                 }
                 Some(acceptor) => {
                     // The handshake counts against the same clock as a
@@ -98,8 +103,7 @@ pub async fn serve(
                                 peer,
                                 proto: "https",
                             };
-                            serve_connection(TokioIo::new(stream), gate, conn, &limits, watcher)
-                                .await
+                            serve_connection(stream, gate, conn, &limits, closing).await
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(%error, %peer, "TLS handshake failed");
@@ -120,8 +124,12 @@ pub async fn serve(
 
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
+    let _ = closing.send(true);
+    // Every connection holds a permit until it ends: all permits back means
+    // all connections closed.
+    let all_closed = permits.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = all_closed => tracing::info!("all connections closed"),
         () = tokio::time::sleep(started_with.limits.shutdown_grace) => {
             tracing::warn!("grace period over; closing remaining connections");
         }
@@ -129,24 +137,140 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serve HTTP/1.1 or HTTP/2 (by ALPN or preface) on one connection.
+/// Serve HTTP/1.1 or HTTP/2 (by ALPN or preface) on one connection until
+/// the client closes it, it stays idle for `limits.idle_timeout`, or the
+/// server shuts down. The last two close it gracefully: requests in flight
+/// finish first (HTTP/2 sends GOAWAY).
 async fn serve_connection<I>(
-    io: TokioIo<I>,
+    io: I,
     gate: Arc<Gate>,
     conn: Connection,
     limits: &Limits,
-    watcher: Watcher,
+    mut closing: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| {
         let gate = Arc::clone(&gate);
         async move { Ok::<_, Infallible>(handle(&gate, request, conn).await) }
     });
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Tracked {
+        io,
+        activity: Arc::clone(&activity),
+    });
     let builder = connection_builder(limits);
-    let connection = builder.serve_connection(io, service).into_owned();
-    watcher.watch(connection).await
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    loop {
+        let idle_at = activity.last() + limits.idle_timeout;
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            changed = closing.changed() => {
+                if changed.is_err() || *closing.borrow() {
+                    connection.as_mut().graceful_shutdown();
+                    break;
+                }
+            }
+            () = tokio::time::sleep_until(idle_at) => {
+                if activity.last() + limits.idle_timeout <= tokio::time::Instant::now() {
+                    connection.as_mut().graceful_shutdown();
+                    break;
+                }
+            }
+        }
+    }
+    connection.await
+}
+
+/// When a connection last moved a byte, for the idle timeout.
+#[derive(Debug)]
+struct Activity {
+    /// When the connection started.
+    origin: tokio::time::Instant,
+    /// Milliseconds after `origin` of the last read or write.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            origin: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// An IO stream that records when it last read or wrote.
+#[derive(Debug)]
+struct Tracked<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
+        if result.is_ready() {
+            this.activity.touch();
+        }
+        result
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        if result.is_ready() {
+            this.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if result.is_ready() {
+            this.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder with every limit applied. Both

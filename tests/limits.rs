@@ -238,3 +238,47 @@ fn limits_out_of_range_are_config_errors() {
         assert!(err.line.is_some(), "{err}");
     }
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_slow_requests_are_not() {
+    let upstream = RecordingUpstream::start().await;
+    let text = config_for(&upstream.url(), "[limits]\nidle_timeout = \"1s\"\n")
+        .replace("\ntimeout = \"1s\"", "\ntimeout = \"5s\"");
+    let gate = GateProcess::start(&text).await;
+
+    // An HTTP/2 connection (prior knowledge) that goes quiet is closed.
+    let stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Full<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2 handshake");
+    let closed = tokio::spawn(connection);
+    let request = http::Request::get(gate.url("/public/h2"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    assert_eq!(
+        sender.send_request(request).await.expect("answer").status(),
+        StatusCode::OK
+    );
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the idle timeout"
+    );
+
+    // A request that waits on a slow upstream longer than the idle timeout
+    // still completes: the close is graceful.
+    let slow = get(&gate.url("/public/../slow/x")).send().await;
+    assert_eq!(slow.status, StatusCode::UNAUTHORIZED);
+    let token = token_for("ada@example.com");
+    let slow = get(&gate.url("/slow/x")).bearer(&token).send().await;
+    assert_eq!(slow.status, StatusCode::OK, "{}", slow.body);
+    gate.stop().await;
+}
