@@ -144,7 +144,7 @@ async fn decide_and_answer(
     }
     if path == config.embed.logout_path {
         trace.decision = "logout";
-        return crate::session::logout_response();
+        return crate::session::logout_response(request.uri().query());
     }
 
     // Find the credential: a token, or else the session cookie.

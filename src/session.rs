@@ -101,12 +101,28 @@ pub fn exchange_response(location: &str, sealed: &str, ttl_secs: u64) -> Respons
     redirect(location, &cookie)
 }
 
-/// The answer to the logout path: the cookie cleared, back to the portal's
-/// home.
-pub fn logout_response() -> Response<Body> {
+/// The answer to the logout path: the cookie cleared, then on to `next`
+/// (from the query) when it is a path on this portal, else to `/`. Only a
+/// normalized local path is followed, so the logout path cannot be used as
+/// an open redirect.
+pub fn logout_response(query: Option<&str>) -> Response<Body> {
     let cookie =
         format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=None; Partitioned");
-    redirect("/", &cookie)
+    let next = query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .find(|(name, _)| name == "next")
+        .map(|(_, value)| value.into_owned());
+    let location = next.as_deref().and_then(local_path).unwrap_or("/");
+    redirect(location, &cookie)
+}
+
+/// `next` if it is a path on this portal: starts with one `/`, and its
+/// path part is already normalized (no `//host`, no `\`, no dot segments).
+fn local_path(next: &str) -> Option<&str> {
+    let (path, _query) = next.split_once('?').unwrap_or((next, ""));
+    let normal = crate::path::normalize(path).ok()?;
+    (normal == path && !next.contains(['#', '\\'])).then_some(next)
 }
 
 fn redirect(location: &str, cookie: &str) -> Response<Body> {
@@ -195,7 +211,24 @@ mod tests {
         }
         assert!(!cookie.contains("Domain"));
         assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
-        let logout = logout_response();
+        let logout = logout_response(None);
+        assert_eq!(logout.headers()[header::LOCATION], "/");
+        let next = |q: &str| {
+            logout_response(Some(q)).headers()[header::LOCATION]
+                .to_str()
+                .expect("ascii")
+                .to_string()
+        };
+        assert_eq!(next("next=%2Froadmap%2F%3Fx%3D1"), "/roadmap/?x=1");
+        for evil in [
+            "next=%2F%2Fevil.example%2F",
+            "next=https%3A%2F%2Fevil.example",
+            "next=%2F%5Cevil",
+            "next=%2Fa%2F..%2Fb",
+            "next=evil",
+        ] {
+            assert_eq!(next(evil), "/", "{evil}");
+        }
         assert!(logout.headers()[header::SET_COOKIE]
             .to_str()
             .expect("ascii")

@@ -176,6 +176,31 @@ async fn released_page_frames_the_portal_across_sites() {
         .screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e/embed.png"))
         .await;
 
+    // The host app's user signs out and the token is removed: the element
+    // ends the portal session on its way, so the roadmap is refused again
+    // rather than shown to whoever uses this browser next.
+    browser
+        .script(
+            "document.querySelector('released-page').removeAttribute('auth-token'); return null",
+        )
+        .await;
+    let status = browser
+        .wait_for(
+            "portal-gate:auth-required once the token was removed",
+            "document.body.dataset.authRequired",
+        )
+        .await;
+    assert_eq!(status, "401");
+    browser.enter_embed().await;
+    let h1s = browser
+        .script("return [...document.querySelectorAll('h1')].map(h => h.textContent)")
+        .await;
+    assert!(
+        !h1s.as_array().into_iter().flatten().any(|h| h == "Roadmap"),
+        "the old session still shows the roadmap: {h1s}"
+    );
+    browser.leave_frames().await;
+
     // The demo page, on the gate's own site: without a token its log shows
     // the refusal; a token in its fragment reloads the element, which then
     // shows the roadmap.

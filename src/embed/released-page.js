@@ -9,11 +9,16 @@
  *   portal      the gate's origin (default: the origin this script came from)
  *   height      a CSS length or a number of pixels (default 600px)
  *   title       the frame's accessible title (default "Portal page")
+ *   logout-path the gate's logout path (default "/auth/logout")
  *
  * Changing auth-token, page or portal reloads the frame. When the gate
  * refuses the frame (401/403), the element fires a bubbling, composed
  * "portal-gate:auth-required" CustomEvent with detail {status}: fetch a
  * fresh token and set auth-token again.
+ *
+ * Removing auth-token (your user signed out) ends the portal session the
+ * token opened: the frame goes through the gate's logout path first, so the
+ * next person on this browser sees only what the rules make public.
  *
  * Load it as a classic script (not type="module"): the default portal
  * origin comes from document.currentScript.
@@ -73,12 +78,13 @@
 
   class ReleasedPage extends HTMLElement {
     static get observedAttributes() {
-      return ["auth-token", "page", "portal", "height", "title"];
+      return ["auth-token", "page", "portal", "height", "title", "logout-path"];
     }
 
     #frame = null;
     #origin = null;
     #pending = false;
+    #hadToken = false;
     #onMessage = (event) => this.#message(event);
 
     /** Build the shadow tree once; the frame is reused, only navigated. */
@@ -145,8 +151,15 @@
         return;
       }
       const origin = portalOrigin(this.getAttribute("portal"));
-      const src =
-        origin && frameUrl(origin, this.getAttribute("page"), this.getAttribute("auth-token"));
+      const token = this.getAttribute("auth-token");
+      let src = origin && frameUrl(origin, this.getAttribute("page"), token);
+      if (src && !token && this.#hadToken) {
+        // The token is gone: end the session it opened, then show the page.
+        const page = new URL(src);
+        const logout = frameUrl(origin, this.getAttribute("logout-path") || "/auth/logout", null);
+        src = logout && logout + "?next=" + encodeURIComponent(page.pathname + page.search);
+      }
+      this.#hadToken = Boolean(token);
       if (!src) {
         console.error("released-page: `page` must be a path on the portal, `portal` an http(s) origin");
         this.#origin = null;
