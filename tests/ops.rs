@@ -67,15 +67,7 @@ async fn health_readiness_and_metrics_on_the_admin_port() {
     );
 
     // Some traffic: a mint, a verified page twice (miss, then hit), a refusal.
-    let token = request(Method::POST, &gate.url("/auth/api/token"))
-        .bearer(SECRET)
-        .body(format!(
-            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
-        ))
-        .send()
-        .await;
-    let token: serde_json::Value = serde_json::from_str(&token.body).expect("json");
-    let token = token["token"].as_str().expect("token").to_string();
+    let token = mint_at(&gate.url("/auth/api/token"), "ada@example.com").await;
     for _ in 0..2 {
         assert_eq!(
             get(&gate.url("/docs/a")).bearer(&token).send().await.status,
@@ -168,17 +160,7 @@ async fn access_logs_carry_decisions_but_never_a_credential() {
     let gate = BinaryProcess::start_with(&path, &["--log-format", "json"]);
 
     // A full flow: mint, exchange in the URL, the session cookie, a header token.
-    let minted = request(Method::POST, &gate.url("/auth/api/token"))
-        .bearer(SECRET)
-        .body(format!(
-            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
-        ))
-        .send()
-        .await;
-    let token = serde_json::from_str::<serde_json::Value>(&minted.body).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let token = mint_at(&gate.url("/auth/api/token"), "ada@example.com").await;
     let exchange = navigate(&gate.url(&format!("/docs/guide?auth-token={token}")))
         .send()
         .await;
@@ -271,17 +253,7 @@ async fn replicas_share_nothing_but_the_config() {
     assert_ne!(first.addr, second.addr);
 
     // Mint on one replica, use the token on the other.
-    let minted = request(Method::POST, &first.url("/auth/api/token"))
-        .bearer(SECRET)
-        .body(format!(
-            r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#
-        ))
-        .send()
-        .await;
-    let token = serde_json::from_str::<serde_json::Value>(&minted.body).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let token = mint_at(&first.url("/auth/api/token"), "ada@example.com").await;
     assert_eq!(
         get(&second.url("/docs/a"))
             .bearer(&token)

@@ -334,7 +334,12 @@ pub fn token_for(email: &str) -> String {
 
 /// Mint a token through the gate's API.
 pub async fn mint_via_api(gate: &GateProcess, email: &str) -> String {
-    let reply = request(Method::POST, &gate.url("/auth/api/token"))
+    mint_at(&gate.url("/auth/api/token"), email).await
+}
+
+/// Mint a token for `email` through the token API at `api_url`.
+pub async fn mint_at(api_url: &str, email: &str) -> String {
+    let reply = request(Method::POST, api_url)
         .bearer(SECRET)
         .header("content-type", "application/json")
         .body(format!(
