@@ -1,0 +1,700 @@
+//! From what serde read to a validated [`Config`]: each section checked
+//! and compiled, every error located by file, line and key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::*;
+use super::*;
+use crate::keys::{SecretRing, SecretSpec};
+use crate::rules::{RuleOptions, RuleSet, RuleSpec};
+
+/// Turns byte offsets into line numbers and builds located errors.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The key assigned on 1-based `line`, as written (`key = value`).
+    /// serde errors carry only a span, so this is how they name the key.
+    fn key_on_line(&self, line: usize) -> Option<String> {
+        let text = self.text.lines().nth(line.checked_sub(1)?)?;
+        let (key, _) = text.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then(|| key.to_string())
+    }
+
+    fn error(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+                self.error(
+                    v.span(),
+                    key,
+                    format!(
+                        "invalid duration {:?}: {e} (write e.g. \"30s\", \"5m\", \"2h\")",
+                        v.get_ref()
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+/// Validate config `text` as if read from `path`.
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let at = Locator { file: path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| at.line_of(s.start));
+        ConfigError {
+            file: path.to_path_buf(),
+            line,
+            key: line.and_then(|l| at.key_on_line(l)),
+            message: e.message().trim_end().to_string(),
+        }
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let listen = match &raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(v) => v.get_ref().parse().map_err(|_| {
+            at.error(
+                v.span(),
+                "listen",
+                format!(
+                    "{:?} is not an address like \"127.0.0.1:8080\"",
+                    v.get_ref()
+                ),
+            )
+        })?,
+    };
+
+    let upstream = compile_upstream(&at, &raw.upstream, &base)?;
+    let verification = compile_verification(&at, raw.verification.get_ref())?;
+    let mut watched = vec![path.to_path_buf()];
+    let (secrets, secret_notes) = compile_secrets(&at, &raw.secrets, &base, &mut watched)?;
+    let rules = compile_pages(&at, &raw.pages, raw.case_insensitive_paths)?;
+    let limits = compile_limits(&at, &raw.limits)?;
+    let embed = compile_embed(&at, &raw.embed)?;
+    let tls = compile_tls(&at, raw.tls.as_ref(), &base, &mut watched)?;
+    let admin = match &raw.admin {
+        None => None,
+        Some(admin) => {
+            let addr: SocketAddr = admin.listen.get_ref().parse().map_err(|_| {
+                at.error(
+                    admin.listen.span(),
+                    "admin.listen",
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:9090\"",
+                        admin.listen.get_ref()
+                    ),
+                )
+            })?;
+            if addr == listen && addr.port() != 0 {
+                return Err(at.error(
+                    admin.listen.span(),
+                    "admin.listen",
+                    "must differ from `listen`: the admin endpoints never share the public port",
+                ));
+            }
+            Some(addr)
+        }
+    };
+    if let Some(ca) = &raw.upstream.get_ref().ca_file {
+        watched.push(base.join(ca.get_ref()));
+    }
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .map(|entry| {
+            let text = entry.get_ref().trim();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    at.error(
+                        entry.span(),
+                        "trusted_proxies",
+                        format!("{text:?} is not an IP address or CIDR range"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let public_hosts = raw
+        .public_hosts
+        .iter()
+        .map(|entry| {
+            let host = entry.get_ref().trim().to_ascii_lowercase();
+            if host.is_empty() || host.contains(['/', ' ', '@']) {
+                return Err(at.error(
+                    entry.span(),
+                    "public_hosts",
+                    format!("{host:?} is not a host name"),
+                ));
+            }
+            Ok(host)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(Config {
+        source: path.to_path_buf(),
+        listen,
+        default_access: raw.default_access.unwrap_or(DefaultAccess::Restricted),
+        case_insensitive_paths: raw.case_insensitive_paths,
+        upstream,
+        verification,
+        secrets,
+        rules,
+        trusted_proxies,
+        public_hosts,
+        limits,
+        embed,
+        tls,
+        admin,
+        log_user_email: raw.log_user_email,
+        secret_notes,
+        watched,
+        version: version_of(text),
+    })
+}
+
+fn compile_upstream(
+    at: &Locator<'_>,
+    raw: &Spanned<RawUpstream>,
+    base: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
+    let up = raw.get_ref();
+    let target = match (&up.dir, &up.url) {
+        (Some(dir), None) => {
+            let full = base.join(dir.get_ref());
+            if !full.is_dir() {
+                return Err(at.error(
+                    dir.span(),
+                    "upstream.dir",
+                    format!("{} is not a directory", full.display()),
+                ));
+            }
+            UpstreamTarget::Dir(full)
+        }
+        (None, Some(url)) => {
+            let uri: http::Uri = url
+                .get_ref()
+                .parse()
+                .map_err(|e| at.error(url.span(), "upstream.url", format!("invalid URL: {e}")))?;
+            match (uri.scheme_str(), uri.authority()) {
+                (Some("http" | "https"), Some(_)) => {}
+                _ => {
+                    return Err(at.error(
+                        url.span(),
+                        "upstream.url",
+                        "must be an absolute http:// or https:// URL such as \"http://127.0.0.1:3000\"",
+                    ));
+                }
+            }
+            if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+                return Err(at.error(
+                    url.span(),
+                    "upstream.url",
+                    "must not have a path or query: the gate forwards the request's own path",
+                ));
+            }
+            UpstreamTarget::Url(uri)
+        }
+        (Some(_), Some(url)) => {
+            return Err(at.error(
+                url.span(),
+                "upstream.url",
+                "set either `dir` or `url`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(at.error(
+                raw.span(),
+                "upstream",
+                "set `dir` (a directory to serve) or `url` (a portal host)",
+            ))
+        }
+    };
+    let positive =
+        |d: Duration, v: &Option<Spanned<String>>, key: &str| -> Result<Duration, ConfigError> {
+            match v {
+                Some(v) if d.is_zero() => Err(at.error(v.span(), key, "must be greater than zero")),
+                _ => Ok(d),
+            }
+        };
+    let connect_timeout = at.duration(
+        &up.connect_timeout,
+        "upstream.connect_timeout",
+        Duration::from_secs(5),
+    )?;
+    let timeout = at.duration(&up.timeout, "upstream.timeout", Duration::from_secs(30))?;
+    let pool_idle_timeout = at.duration(
+        &up.pool_idle_timeout,
+        "upstream.pool_idle_timeout",
+        Duration::from_secs(4),
+    )?;
+    let ca_certs = match &up.ca_file {
+        None => Vec::new(),
+        Some(file) => {
+            if !matches!(&target, UpstreamTarget::Url(uri) if uri.scheme_str() == Some("https")) {
+                return Err(at.error(
+                    file.span(),
+                    "upstream.ca_file",
+                    "only applies to an https:// upstream url",
+                ));
+            }
+            let full = base.join(file.get_ref());
+            crate::tls::load_ca_file(&full)
+                .map_err(|e| at.error(file.span(), "upstream.ca_file", e.to_string()))?
+        }
+    };
+    Ok(UpstreamConfig {
+        target,
+        ca_certs,
+        connect_timeout: positive(
+            connect_timeout,
+            &up.connect_timeout,
+            "upstream.connect_timeout",
+        )?,
+        timeout: positive(timeout, &up.timeout, "upstream.timeout")?,
+        pool_idle_timeout: positive(
+            pool_idle_timeout,
+            &up.pool_idle_timeout,
+            "upstream.pool_idle_timeout",
+        )?,
+    })
+}
+
+fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError> {
+    let gate_path = |v: &Option<Spanned<String>>,
+                     key: &str,
+                     default: &str|
+     -> Result<String, ConfigError> {
+        let Some(v) = v else {
+            return Ok(default.to_string());
+        };
+        match crate::path::normalize(v.get_ref()) {
+            Ok(normal)
+                if normal == v.get_ref().as_str() && normal.len() > 1 && !normal.ends_with('/') =>
+            {
+                Ok(normal.into_owned())
+            }
+            _ => Err(at.error(
+                v.span(),
+                key,
+                "must be a normalized absolute path such as \"/embed.js\"",
+            )),
+        }
+    };
+    let script_path = gate_path(&raw.script_path, "embed.script_path", "/embed.js")?;
+    let logout_path = gate_path(&raw.logout_path, "embed.logout_path", "/auth/logout")?;
+    let mut allowed_origins = Vec::with_capacity(raw.allowed_origins.len());
+    for origin in &raw.allowed_origins {
+        let text = origin.get_ref().trim().trim_end_matches('/');
+        let parsed = url::Url::parse(text).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.has_host()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.username().is_empty()
+        });
+        if parsed.is_none() {
+            return Err(at.error(
+                origin.span(),
+                "embed.allowed_origins",
+                format!("{text:?} is not an origin like \"https://app.example.com\""),
+            ));
+        }
+        allowed_origins.push(text.to_string());
+    }
+    let frame_ancestors = if allowed_origins.is_empty() {
+        None
+    } else {
+        let value = format!("frame-ancestors 'self' {}", allowed_origins.join(" "));
+        let span = raw
+            .allowed_origins
+            .first()
+            .map(|o| o.span())
+            .unwrap_or(0..0);
+        Some(
+            http::HeaderValue::from_str(&value)
+                .map_err(|_| at.error(span, "embed.allowed_origins", "origins must be ASCII"))?,
+        )
+    };
+    Ok(Embed {
+        script_path,
+        logout_path,
+        allowed_origins,
+        frame_ancestors,
+    })
+}
+
+fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let within =
+        |v: &Option<Spanned<usize>>, key: &str, default: usize, min: usize, max: usize| match v {
+            None => Ok(default),
+            Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+            Some(v) => Err(at.error(v.span(), key, format!("must be between {min} and {max}"))),
+        };
+    let within32 = |v: &Option<Spanned<u32>>, key: &str, default: u32, min: u32, max: u32| match v {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(at.error(v.span(), key, format!("must be between {min} and {max}"))),
+    };
+    let positive = |v: &Option<Spanned<String>>,
+                    key: &str,
+                    default: Duration|
+     -> Result<Duration, ConfigError> {
+        let value = at.duration(v, key, default)?;
+        match v {
+            Some(v) if value.is_zero() => Err(at.error(v.span(), key, "must be greater than zero")),
+            _ => Ok(value),
+        }
+    };
+    Ok(Limits {
+        header_read_timeout: positive(
+            &raw.header_read_timeout,
+            "limits.header_read_timeout",
+            d.header_read_timeout,
+        )?,
+        idle_timeout: positive(&raw.idle_timeout, "limits.idle_timeout", d.idle_timeout)?,
+        // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: within(
+            &raw.max_header_bytes,
+            "limits.max_header_bytes",
+            d.max_header_bytes,
+            8192,
+            1024 * 1024,
+        )?,
+        max_headers: within(
+            &raw.max_headers,
+            "limits.max_headers",
+            d.max_headers,
+            8,
+            1000,
+        )?,
+        api_max_body: within(
+            &raw.api_max_body,
+            "limits.api_max_body",
+            d.api_max_body,
+            1024,
+            1024 * 1024,
+        )?,
+        max_connections: within(
+            &raw.max_connections,
+            "limits.max_connections",
+            d.max_connections,
+            1,
+            1_000_000,
+        )?,
+        h2_max_concurrent_streams: within32(
+            &raw.h2_max_concurrent_streams,
+            "limits.h2_max_concurrent_streams",
+            d.h2_max_concurrent_streams,
+            1,
+            10_000,
+        )?,
+        max_token_len: within(
+            &raw.max_token_len,
+            "limits.max_token_len",
+            d.max_token_len,
+            64,
+            crate::token::MAX_TOKEN_LEN,
+        )?,
+        max_query_len: within(
+            &raw.max_query_len,
+            "limits.max_query_len",
+            d.max_query_len,
+            256,
+            64 * 1024,
+        )?,
+        api_failure_burst: within32(
+            &raw.api_failure_burst,
+            "limits.api_failure_burst",
+            d.api_failure_burst,
+            1,
+            10_000,
+        )?,
+        api_failure_refill: positive(
+            &raw.api_failure_refill,
+            "limits.api_failure_refill",
+            d.api_failure_refill,
+        )?,
+        shutdown_grace: at.duration(
+            &raw.shutdown_grace,
+            "limits.shutdown_grace",
+            d.shutdown_grace,
+        )?,
+    })
+}
+
+fn compile_verification(
+    at: &Locator<'_>,
+    raw: &RawVerification,
+) -> Result<Verification, ConfigError> {
+    let account = raw.account_id.get_ref();
+    if account.is_empty()
+        || account.len() > 255
+        || account.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(at.error(
+            raw.account_id.span(),
+            "verification.account_id",
+            "must be 1 to 255 characters without spaces",
+        ));
+    }
+    let lifetime = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
+        let value = at.duration(v, key, default)?;
+        if value.is_zero() || value > Duration::from_secs(366 * 24 * 3600) {
+            let span = v.as_ref().map(|v| v.span()).unwrap_or(0..0);
+            return Err(at.error(span, key, "must be between 1s and 366 days"));
+        }
+        Ok(value)
+    };
+    // Tokens only bootstrap a session, so they live minutes; the session
+    // is what lasts.
+    let token_ttl = lifetime(
+        &raw.token_ttl,
+        "verification.token_ttl",
+        Duration::from_secs(2 * 60),
+    )?;
+    let session_ttl = lifetime(
+        &raw.session_ttl,
+        "verification.session_ttl",
+        Duration::from_secs(3 * 24 * 3600),
+    )?;
+    let clock_skew = at.duration(
+        &raw.clock_skew,
+        "verification.clock_skew",
+        Duration::from_secs(60),
+    )?;
+    if clock_skew > Duration::from_secs(3600) {
+        let span = raw.clock_skew.as_ref().map(|v| v.span()).unwrap_or(0..0);
+        return Err(at.error(span, "verification.clock_skew", "must be at most 1h"));
+    }
+    let cache_capacity = match &raw.cache_capacity {
+        None => 10_000,
+        Some(v) if *v.get_ref() > 10_000_000 => {
+            return Err(at.error(
+                v.span(),
+                "verification.cache_capacity",
+                "must be at most 10000000 entries",
+            ));
+        }
+        Some(v) => *v.get_ref(),
+    };
+    Ok(Verification {
+        account_id: account.clone(),
+        token_ttl,
+        clock_skew,
+        cache_capacity,
+        session_ttl,
+    })
+}
+
+/// The first 12 hex digits of the SHA-256 of the config text.
+fn version_of(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn compile_tls(
+    at: &Locator<'_>,
+    raw: Option<&Spanned<RawTls>>,
+    base: &Path,
+    watched: &mut Vec<PathBuf>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let tls = raw.get_ref();
+    let cert = base.join(tls.cert.get_ref());
+    let key = base.join(tls.key.get_ref());
+    let certified = crate::tls::load_certified_key(&cert, &key).map_err(|e| {
+        let (span, name) = match &e {
+            crate::tls::TlsError::File { path, .. } if *path == cert => {
+                (tls.cert.span(), "tls.cert")
+            }
+            _ => (tls.key.span(), "tls.key"),
+        };
+        at.error(span, name, e.to_string())
+    })?;
+    watched.push(cert.clone());
+    watched.push(key.clone());
+    Ok(Some(TlsSettings {
+        cert,
+        key,
+        certified,
+    }))
+}
+
+fn compile_secrets(
+    at: &Locator<'_>,
+    raw: &[Spanned<RawSecret>],
+    base: &Path,
+    watched: &mut Vec<PathBuf>,
+) -> Result<(SecretRing, Vec<SecretNote>), ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError {
+            file: at.file.to_path_buf(),
+            line: None,
+            key: Some("secrets".into()),
+            message:
+                "at least one [[secrets]] entry is required (`portal-gate secret` prints a new one)"
+                    .into(),
+        });
+    }
+    let mut specs = Vec::with_capacity(raw.len());
+    let mut notes = Vec::with_capacity(raw.len());
+    for (i, entry) in raw.iter().enumerate() {
+        let s = entry.get_ref();
+        let key = |k: &str| format!("secrets[{i}].{k}");
+        let value = match (&s.value, &s.env, &s.file) {
+            (Some(v), None, None) => v.get_ref().as_bytes().to_vec(),
+            (None, Some(var), None) => std::env::var(var.get_ref())
+                .map_err(|_| {
+                    at.error(
+                        var.span(),
+                        &key("env"),
+                        format!(
+                            "environment variable {} is not set or not UTF-8",
+                            var.get_ref()
+                        ),
+                    )
+                })?
+                .into_bytes(),
+            (None, None, Some(file)) => {
+                let full = base.join(file.get_ref());
+                watched.push(full.clone());
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    at.error(
+                        file.span(),
+                        &key("file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    )
+                })?;
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+            }
+            _ => {
+                return Err(at.error(
+                    entry.span(),
+                    &key("value"),
+                    "set exactly one of `value`, `env` or `file`",
+                ))
+            }
+        };
+        if value.is_empty() {
+            return Err(at.error(s.id.span(), &key("value"), "the secret is empty"));
+        }
+        let not_after = match &s.not_after {
+            None => None,
+            Some(v) => Some(humantime::parse_rfc3339_weak(v.get_ref()).map_err(|e| {
+                at.error(
+                    v.span(),
+                    &key("not_after"),
+                    format!("not an RFC 3339 time: {e}"),
+                )
+            })?),
+        };
+        notes.push(SecretNote {
+            id: s.id.get_ref().clone(),
+            len: value.len(),
+            inline: s.value.is_some(),
+            not_after,
+        });
+        specs.push(SecretSpec {
+            id: s.id.get_ref().clone(),
+            value,
+            primary: s.primary,
+            not_after,
+        });
+    }
+    let ring = SecretRing::new(specs).map_err(|e| {
+        let span = raw.first().map(|s| s.span()).unwrap_or(0..0);
+        at.error(span, "secrets", e.to_string())
+    })?;
+    // A primary that can no longer mint would turn every token request into
+    // an error: refuse it now, while the old config still serves.
+    let primary = ring.primary();
+    if !primary.is_live(std::time::SystemTime::now()) {
+        let index = notes.iter().position(|n| n.id == primary.id()).unwrap_or(0);
+        let span = raw
+            .get(index)
+            .and_then(|s| s.get_ref().not_after.as_ref())
+            .map(|v| v.span())
+            .unwrap_or(0..0);
+        return Err(at.error(
+            span,
+            &format!("secrets[{index}].not_after"),
+            "the primary secret has expired: make a live secret primary",
+        ));
+    }
+    Ok((ring, notes))
+}
+
+fn compile_pages(
+    at: &Locator<'_>,
+    raw: &[Spanned<RawPage>],
+    case_insensitive: bool,
+) -> Result<RuleSet, ConfigError> {
+    let specs = raw
+        .iter()
+        .map(|p| {
+            let p = p.get_ref();
+            RuleSpec {
+                path: p.path.get_ref().clone(),
+                access: p.access,
+                allow_emails: p.allow_emails.clone(),
+                allow_domains: p.allow_domains.clone(),
+            }
+        })
+        .collect();
+    RuleSet::compile(specs, RuleOptions { case_insensitive }).map_err(|e| {
+        let span = raw
+            .get(e.index)
+            .map(|p| p.get_ref().path.span())
+            .unwrap_or(0..0);
+        let mut message = e.to_string();
+        if let Some(other) = e.other.and_then(|o| raw.get(o)) {
+            message.push_str(&format!(
+                " (the other rule is on line {})",
+                at.line_of(other.get_ref().path.span().start)
+            ));
+        }
+        at.error(span, &format!("pages[{}].path", e.index), message)
+    })
+}

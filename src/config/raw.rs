@@ -1,0 +1,118 @@
+//! What serde reads from the TOML file: every table and key, unknown keys
+//! refused, values kept with their spans so errors can name the line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::DefaultAccess;
+use crate::rules::Access;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) default_access: Option<DefaultAccess>,
+    #[serde(default)]
+    pub(super) case_insensitive_paths: bool,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default, alias = "public_host")]
+    pub(super) public_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) embed: RawEmbed,
+    pub(super) tls: Option<Spanned<RawTls>>,
+    pub(super) admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub(super) log_user_email: bool,
+    pub(super) upstream: Spanned<RawUpstream>,
+    pub(super) verification: Spanned<RawVerification>,
+    #[serde(default)]
+    pub(super) secrets: Vec<Spanned<RawSecret>>,
+    #[serde(default)]
+    pub(super) pages: Vec<Spanned<RawPage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: Spanned<String>,
+    pub(super) key: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmbed {
+    pub(super) script_path: Option<Spanned<String>>,
+    pub(super) logout_path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allowed_origins: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) header_read_timeout: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) max_header_bytes: Option<Spanned<usize>>,
+    pub(super) max_headers: Option<Spanned<usize>>,
+    pub(super) api_max_body: Option<Spanned<usize>>,
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) h2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub(super) max_token_len: Option<Spanned<usize>>,
+    pub(super) max_query_len: Option<Spanned<usize>>,
+    pub(super) api_failure_burst: Option<Spanned<u32>>,
+    pub(super) api_failure_refill: Option<Spanned<String>>,
+    pub(super) shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) dir: Option<Spanned<String>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) pool_idle_timeout: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVerification {
+    pub(super) account_id: Spanned<String>,
+    pub(super) token_ttl: Option<Spanned<String>>,
+    pub(super) session_ttl: Option<Spanned<String>>,
+    pub(super) clock_skew: Option<Spanned<String>>,
+    pub(super) cache_capacity: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecret {
+    pub(super) id: Spanned<String>,
+    pub(super) value: Option<Spanned<String>>,
+    pub(super) env: Option<Spanned<String>>,
+    pub(super) file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) primary: bool,
+    pub(super) not_after: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPage {
+    pub(super) path: Spanned<String>,
+    pub(super) access: Access,
+    #[serde(default)]
+    pub(super) allow_emails: Vec<String>,
+    #[serde(default)]
+    pub(super) allow_domains: Vec<String>,
+}

@@ -1,0 +1,98 @@
+//! What `portal-gate check` warns about in a valid config.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::Config;
+
+impl Config {
+    /// What `portal-gate check` warns about: secrets that expire within 7
+    /// days (or have), secrets shorter than 32 bytes, inline secrets in a
+    /// file others may read, and rules that can never match.
+    pub fn warnings(&self, now: std::time::SystemTime) -> Vec<String> {
+        let mut out = Vec::new();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        for note in &self.secret_notes {
+            if let Some(end) = note.not_after {
+                match end.duration_since(now) {
+                    Err(_) => out.push(format!(
+                        "secret {:?} expired at {}: remove it",
+                        note.id,
+                        humantime::format_rfc3339_seconds(end)
+                    )),
+                    Ok(left) if left < week => out.push(format!(
+                        "secret {:?} expires at {} (in {}): rotate now",
+                        note.id,
+                        humantime::format_rfc3339_seconds(end),
+                        humantime::format_duration(Duration::from_secs(left.as_secs()))
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            if note.len < 32 {
+                out.push(format!(
+                    "secret {:?} is {} bytes long; use at least 32 (`portal-gate secret` prints one)",
+                    note.id, note.len
+                ));
+            }
+        }
+        if self.secret_notes.iter().any(|n| n.inline) && readable_by_others(&self.source) {
+            out.push(format!(
+                "{} holds an inline secret and others may read it: chmod o-r it, or use `file =` or `env =`",
+                self.source.display()
+            ));
+        }
+        for rule in self.rules.in_precedence_order() {
+            if let Some(why) = never_matches(rule.pattern(), self) {
+                out.push(format!("rule {:?} can never match: {why}", rule.pattern()));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> bool {
+    false
+}
+
+/// Why a rule's pattern can never match a request, if it cannot: the gate
+/// answers its own paths itself, and refuses paths that do not survive
+/// normalization before any rule is looked at.
+fn never_matches(pattern: &str, config: &Config) -> Option<String> {
+    let own = crate::api::TOKEN_PATHS.iter().copied().chain([
+        config.embed.script_path.as_str(),
+        config.embed.logout_path.as_str(),
+    ]);
+    for path in own {
+        if pattern.trim_end_matches('/') == path {
+            return Some(format!("the gate answers {path} itself"));
+        }
+    }
+    for segment in pattern
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "*" && *s != "**")
+    {
+        let alone = format!("/{segment}");
+        match crate::path::normalize(&alone) {
+            Err(error) => {
+                return Some(format!(
+                    "requests with segment {segment:?} are refused ({error})"
+                ))
+            }
+            Ok(normal) if normal != alone => {
+                return Some(format!(
+                    "requests arrive normalized, as {normal:?} rather than {alone:?}"
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
