@@ -223,7 +223,17 @@ pub fn decide(
     credential: Option<&Credential<'_>>,
     now: u64,
 ) -> Decision {
-    let (rule, access) = access_for(config, path);
+    decide_for_rule(config, cache, access_for(config, path), credential, now)
+}
+
+/// [`decide`] for a path whose rule and access [`access_for`] already gave.
+pub fn decide_for_rule(
+    config: &Config,
+    cache: &TokenCache,
+    (rule, access): (Option<&PageRule>, Access),
+    credential: Option<&Credential<'_>>,
+    now: u64,
+) -> Decision {
     if access == Access::Public {
         return Decision::Forward(None);
     }

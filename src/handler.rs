@@ -174,7 +174,13 @@ async fn decide_and_answer(
     }
 
     // Decide: the rule, the credential through the cache, the user.
-    let identity = match gate::decide(config, gate.cache(), &path, credential.as_ref(), now) {
+    let identity = match gate::decide_for_rule(
+        config,
+        gate.cache(),
+        (rule, access),
+        credential.as_ref(),
+        now,
+    ) {
         Decision::Reject(reason) => return refuse(trace, reason),
         Decision::NotAdmitted(opened) => {
             trace.secret_id = Some(opened.key_id.clone());
