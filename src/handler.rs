@@ -4,6 +4,7 @@
 //! cache, user) → forward or reject → log.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -31,18 +32,18 @@ pub struct Connection {
 
 /// What the access log and the metrics say about one request, filled in
 /// as it goes through the phases.
+/// It borrows from the config in force and shares the opened credential,
+/// so filling it in copies nothing.
 #[derive(Debug, Default)]
-struct Trace {
+struct Trace<'c> {
     /// The normalized path (`-` when it could not be normalized).
     path: String,
     /// What the gate did: `public`, `verified`, `reject`, `exchange`, ...
     decision: &'static str,
-    /// The rule that governed the path.
-    rule: Option<String>,
-    /// The secret that sealed the credential.
-    secret_id: Option<Box<str>>,
-    /// The verified user's email.
-    email: Option<String>,
+    /// The pattern of the rule that governed the path.
+    rule: Option<&'c str>,
+    /// The verified user (admitted or not): secret id and email.
+    user: Option<Arc<Opened>>,
     /// The upstream's status, when the request was forwarded.
     upstream_status: Option<u16>,
 }
@@ -59,8 +60,8 @@ pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     gate.metrics().request(trace.decision, status, elapsed);
-    if let Some(id) = &trace.secret_id {
-        gate.metrics().verified(id);
+    if let Some(user) = &trace.user {
+        gate.metrics().verified(&user.key_id);
     }
     if !tracing::enabled!(target: "access", tracing::Level::INFO) {
         // Logging off (say RUST_LOG=warn): skip the pseudonym's hash.
@@ -68,21 +69,25 @@ pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -
     }
     // Never a token, a secret or a cookie; the user only as a keyed
     // pseudonym unless the operator asked for emails.
-    let user = trace.email.as_deref().map(|email| {
-        if active.config.log_user_email {
-            email.to_string()
-        } else {
-            active.config.secrets.pseudonym(email)
-        }
-    });
+    let user = trace
+        .user
+        .as_ref()
+        .map(|user| &*user.claims.email)
+        .map(|email| {
+            if active.config.log_user_email {
+                email.to_string()
+            } else {
+                active.config.secrets.pseudonym(email)
+            }
+        });
     tracing::info!(
         target: "access",
         %method,
         path = %trace.path,
         status,
         decision = trace.decision,
-        rule = trace.rule.as_deref(),
-        secret_id = trace.secret_id.as_deref(),
+        rule = trace.rule,
+        secret_id = trace.user.as_ref().map(|user| &*user.key_id),
         user = user.as_deref(),
         upstream_status = trace.upstream_status,
         latency_us = elapsed.as_micros() as u64,
@@ -90,17 +95,17 @@ pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -
     response
 }
 
-async fn decide_and_answer(
+async fn decide_and_answer<'c>(
     gate: &Gate,
-    active: &Active,
+    active: &'c Active,
     request: Request<Incoming>,
     conn: Connection,
-    trace: &mut Trace,
+    trace: &mut Trace<'c>,
 ) -> Response<Body> {
     let config = &*active.config;
     let now = gate::unix_now();
     let audience = Audience::of(request.method(), request.headers());
-    let refuse = |trace: &mut Trace, reason: Reason| {
+    let refuse = |trace: &mut Trace<'_>, reason: Reason| {
         trace.decision = "reject";
         reason.into_response(audience)
     };
@@ -154,7 +159,7 @@ async fn decide_and_answer(
         Err(reason) => return refuse(trace, reason),
     };
     let (rule, access) = gate::access_for(config, &path);
-    trace.rule = rule.map(|r| r.pattern().to_string());
+    trace.rule = rule.map(|r| r.pattern());
 
     // Exchange: a token in a navigation's URL becomes a session cookie.
     if let (Some(credential @ Credential::Token(_)), true) =
@@ -163,8 +168,7 @@ async fn decide_and_answer(
         match gate::verify(config, gate.cache(), credential, now) {
             Ok(opened) => {
                 trace.decision = "exchange";
-                trace.secret_id = Some(opened.key_id.clone());
-                trace.email = Some(opened.claims.email.clone());
+                trace.user = Some(Arc::clone(&opened));
                 return exchange(config, &opened, &path, request.uri().query(), now);
             }
             Err(reason) if access != Access::Public => return refuse(trace, reason),
@@ -183,16 +187,12 @@ async fn decide_and_answer(
     ) {
         Decision::Reject(reason) => return refuse(trace, reason),
         Decision::NotAdmitted(opened) => {
-            trace.secret_id = Some(opened.key_id.clone());
-            trace.email = Some(opened.claims.email.clone());
+            trace.user = Some(opened);
             return refuse(trace, Reason::NotAdmitted);
         }
         Decision::Forward(identity) => identity,
     };
-    if let Some(opened) = &identity {
-        trace.secret_id = Some(opened.key_id.clone());
-        trace.email = Some(opened.claims.email.clone());
-    }
+    trace.user = identity.clone();
 
     // Forward: rewrite the request for the upstream, then send it.
     let client = ClientInfo {
