@@ -9,7 +9,7 @@
 //! equals a fresh one.
 //!
 //! The `lru` crate's `get` reorders and takes `&mut self`, so each shard is a
-//! `Mutex`; shards picked by a randomly keyed hash keep tasks on different
+//! `Mutex`; shards picked from the token's random tail keep tasks on different
 //! cores from queuing on one lock. Decryption happens outside any lock, and
 //! no lock is held across an `.await` (there is none in here).
 
@@ -33,8 +33,8 @@ type Shard = Mutex<LruCache<Box<str>, Arc<Opened>>>;
 pub struct TokenCache {
     /// Each shard holds about `capacity / SHARDS` entries.
     shards: Box<[Shard]>,
-    /// Picks the shard; randomly keyed so nobody can aim at one shard.
-    hasher: RandomState,
+    /// Mixed into the shard choice, so nobody can aim at one shard.
+    seed: u64,
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
     /// Counters for the metrics endpoint.
@@ -70,7 +70,7 @@ impl TokenCache {
         let mask = shards.len().saturating_sub(1);
         TokenCache {
             shards,
-            hasher: RandomState::new(),
+            seed: RandomState::new().hash_one(0u64),
             mask,
             stats: Stats::default(),
         }
@@ -85,7 +85,22 @@ impl TokenCache {
         if self.shards.is_empty() {
             return None;
         }
-        let index = (self.hasher.hash_one(token) as usize) & self.mask;
+        // Only tokens that opened enter the cache, and their last bytes are
+        // the AEAD tag: uniformly random, and nobody without the secret can
+        // choose them. Mixing those bytes with a random seed picks the shard
+        // without hashing the whole token a second time (the LRU hashes it).
+        let bytes = token.as_bytes();
+        let tail = &bytes[bytes.len().saturating_sub(8)..];
+        let mut word = [0u8; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        let mixed = (u64::from_le_bytes(word) ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Fibonacci hashing: the top bits depend on every input bit.
+        let bits = self.mask.count_ones();
+        let index = if bits == 0 {
+            0
+        } else {
+            (mixed >> (64 - bits)) as usize & self.mask
+        };
         self.shards.get(index)
     }
 
