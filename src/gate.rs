@@ -48,13 +48,6 @@ pub struct TokenPlaces {
     pub cookie: bool,
 }
 
-impl TokenPlaces {
-    /// Whether a token was found anywhere (the session cookie aside).
-    pub fn any_token(self) -> bool {
-        self.query || self.bearer || self.header
-    }
-}
-
 /// What a request proves its user with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential<'a> {

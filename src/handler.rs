@@ -102,24 +102,39 @@ async fn decide_and_answer<'c>(
     conn: Connection,
     trace: &mut Trace<'c>,
 ) -> Response<Body> {
+    let audience = Audience::of(request.method(), request.headers());
+
+    // Normalize: one reading of the path, for the rules and the upstream.
+    let path = match crate::path::normalize(request.uri().path()) {
+        Ok(path) => path.into_owned(),
+        Err(error) => {
+            trace.path = "-".into();
+            trace.decision = "reject";
+            return Reason::BadPath(error).into_response(audience);
+        }
+    };
+    let response = answer(gate, active, request, conn, &path, audience, trace).await;
+    // The trace takes the path once the request no longer needs it.
+    trace.path = path;
+    response
+}
+
+/// Every phase after normalization, for the normalized `path`.
+async fn answer<'c>(
+    gate: &Gate,
+    active: &'c Active,
+    request: Request<Incoming>,
+    conn: Connection,
+    path: &str,
+    audience: Audience,
+    trace: &mut Trace<'c>,
+) -> Response<Body> {
     let config = &*active.config;
     let now = gate::unix_now();
-    let audience = Audience::of(request.method(), request.headers());
     let refuse = |trace: &mut Trace<'_>, reason: Reason| {
         trace.decision = "reject";
         reason.into_response(audience)
     };
-
-    // Normalize: one reading of the path, for the rules and the upstream.
-    trace.path = match crate::path::normalize(request.uri().path()) {
-        Ok(path) => path.into_owned(),
-        Err(error) => {
-            trace.path = "-".into();
-            return refuse(trace, Reason::BadPath(error));
-        }
-    };
-
-    let path = trace.path.clone();
 
     // A host this gate does not serve, or an oversized query: refuse early.
     if !serves_host(config, &request) {
@@ -134,7 +149,7 @@ async fn decide_and_answer<'c>(
     }
 
     // The gate's own endpoints.
-    if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
+    if crate::api::TOKEN_PATHS.contains(&path) {
         trace.decision = "token-api";
         let caller = crate::api::Caller {
             limiter: gate.limiter(),
@@ -158,7 +173,7 @@ async fn decide_and_answer<'c>(
         Ok(found) => found,
         Err(reason) => return refuse(trace, reason),
     };
-    let (rule, access) = gate::access_for(config, &path);
+    let (rule, access) = gate::access_for(config, path);
     trace.rule = rule.map(|r| r.pattern());
 
     // Exchange: a token in a navigation's URL becomes a session cookie.
@@ -169,7 +184,7 @@ async fn decide_and_answer<'c>(
             Ok(opened) => {
                 trace.decision = "exchange";
                 trace.user = Some(Arc::clone(&opened));
-                return exchange(config, &opened, &path, request.uri().query(), now);
+                return exchange(config, &opened, path, request.uri().query(), now);
             }
             Err(reason) if access != Access::Public => return refuse(trace, reason),
             // A bad token on a public page: the page is public all the same.
@@ -203,7 +218,7 @@ async fn decide_and_answer<'c>(
             .iter()
             .any(|net| net.contains(&conn.peer.ip())),
     };
-    let outgoing = match outgoing_request(request, &path, client, places, identity.as_deref()) {
+    let outgoing = match outgoing_request(request, path, client, places, identity.as_deref()) {
         Ok(outgoing) => outgoing,
         Err(reason) => return refuse(trace, reason),
     };

@@ -25,12 +25,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-    let path = dir.path().join("gate.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
 #[tokio::test]
 async fn the_demo_serves_public_pages_and_gates_the_rest() {
     let gate = BinaryProcess::start(&example_config());

@@ -5,17 +5,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use support::*;
-
-fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-    let path = dir.path().join("gate.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
 
 fn admin_addr(gate: &BinaryProcess) -> SocketAddr {
     let line = gate.wait_for_log("admin listening on http://");
@@ -28,14 +22,6 @@ fn admin_addr(gate: &BinaryProcess) -> SocketAddr {
         .expect("address")
         .parse()
         .expect("socket address")
-}
-
-const NAVIGATE: [(&str, &str); 2] = [("sec-fetch-mode", "navigate"), ("accept", "text/html")];
-
-fn navigate(url: &str) -> Call {
-    NAVIGATE
-        .iter()
-        .fold(get(url), |call, (name, value)| call.header(name, value))
 }
 
 #[tokio::test]

@@ -10,16 +10,6 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use support::*;
 
-fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
-    let path = dir.path().join("gate.toml");
-    // Write then rename, as editors and config managers do, so the gate
-    // never reads half a file.
-    let tmp = dir.path().join(".gate.toml.tmp");
-    std::fs::write(&tmp, text).expect("write config");
-    std::fs::rename(&tmp, &path).expect("rename config");
-    path
-}
-
 /// A client hammering a public page until stopped; counts failures.
 struct Looping {
     stop: Arc<AtomicBool>,

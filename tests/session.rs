@@ -6,18 +6,6 @@ mod support;
 use http::StatusCode;
 use support::*;
 
-const NAVIGATE: [(&str, &str); 3] = [
-    ("sec-fetch-mode", "navigate"),
-    ("sec-fetch-dest", "document"),
-    ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
-];
-
-fn navigate(url: &str) -> Call {
-    NAVIGATE
-        .iter()
-        .fold(get(url), |call, (name, value)| call.header(name, value))
-}
-
 fn session_cookie(reply: &Reply) -> String {
     let set = reply.header("set-cookie").expect("Set-Cookie");
     let pair = set.split(';').next().expect("cookie pair");

@@ -352,6 +352,30 @@ pub async fn mint_at(api_url: &str, email: &str) -> String {
     json["token"].as_str().expect("token").to_string()
 }
 
+/// Write `text` as `gate.toml` in `dir`, by write-then-rename as editors and
+/// config managers do, so a watching gate never reads half a file.
+pub fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("gate.toml");
+    let tmp = dir.path().join(".gate.toml.tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, &path).expect("rename config");
+    path
+}
+
+/// The fetch metadata a browser sends when it navigates to a page.
+const NAVIGATE: [(&str, &str); 3] = [
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+    ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+];
+
+/// A GET as a browser navigation.
+pub fn navigate(url: &str) -> Call {
+    NAVIGATE
+        .iter()
+        .fold(get(url), |call, (name, value)| call.header(name, value))
+}
+
 /// The built binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_portal-gate"))
