@@ -56,7 +56,8 @@ pub mod session;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod workers;
 
 pub use config::Config;
-pub use server::{run, serve};
+pub use server::{run, serve, serve_on};
 pub use state::Gate;

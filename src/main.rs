@@ -44,7 +44,8 @@ struct ServeArgs {
     /// is used when this is not given.
     #[arg(long)]
     log_level: Option<String>,
-    /// Worker threads (default: one per core).
+    /// Worker threads, each with its own event loop (default: one per core
+    /// the process may use).
     #[arg(long)]
     threads: Option<std::num::NonZeroUsize>,
 }
@@ -133,20 +134,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.get());
-    }
-    let runtime = runtime
+    // Thread-per-core: this thread is worker 0 and accepts; the others
+    // take connections in turn (see the `workers` module).
+    let threads = args.threads.map_or_else(
+        portal_gate::workers::default_count,
+        std::num::NonZeroUsize::get,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(async move {
+    let workers = portal_gate::workers::Workers::start(threads - 1)
+        .context("cannot start the worker threads")?;
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        let gate = std::sync::Arc::new(portal_gate::Gate::new(config)?);
+        let gate = std::sync::Arc::new(portal_gate::Gate::with_workers(config, threads)?);
         #[cfg(unix)]
         tokio::spawn(portal_gate::reload::on_sighup(std::sync::Arc::clone(&gate)));
         if args.watch {
@@ -161,10 +166,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(portal_gate::admin::probe_upstream(std::sync::Arc::clone(&gate)));
             tokio::spawn(portal_gate::admin::serve(admin, std::sync::Arc::clone(&gate), std::future::pending()));
         }
-        tracing::info!(version = %gate.config().version, "portal-gate listening on {scheme}://{local}");
-        portal_gate::serve(listener, gate, shutdown_signal()).await?;
+        tracing::info!(version = %gate.config().version, threads, "portal-gate listening on {scheme}://{local}");
+        portal_gate::serve_on(listener, gate, workers.handles(), shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    workers.stop();
+    served
 }
 
 /// Logs to stderr: colours only on a terminal, never a token or secret.

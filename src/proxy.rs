@@ -34,8 +34,10 @@ pub enum Upstream {
 /// A portal host reached over HTTP or HTTPS with pooled connections.
 #[derive(Debug)]
 pub struct HttpUpstream {
-    /// Pooled keep-alive client; HTTP/2 when an https upstream offers it.
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// One pooled keep-alive client per worker ([`crate::workers`]), so a
+    /// request uses connections driven by its own thread; HTTP/2 when an
+    /// https upstream offers it.
+    clients: Box<[Client<HttpsConnector<HttpConnector>, Incoming>]>,
     /// Scheme and authority of the upstream URL.
     base: Uri,
     /// How long to wait for the response head.
@@ -80,13 +82,14 @@ impl Outgoing {
 }
 
 impl Upstream {
-    /// Build the upstream from its config.
-    pub fn new(config: &UpstreamConfig) -> std::io::Result<Upstream> {
+    /// Build the upstream from its config, with a connection pool for
+    /// each of `workers` worker threads.
+    pub fn new(config: &UpstreamConfig, workers: usize) -> std::io::Result<Upstream> {
         match &config.target {
             UpstreamTarget::Dir(dir) => Ok(Upstream::Dir(StaticDir::new(dir)?)),
-            UpstreamTarget::Url(url) => {
-                Ok(Upstream::Http(Box::new(HttpUpstream::new(url, config)?)))
-            }
+            UpstreamTarget::Url(url) => Ok(Upstream::Http(Box::new(HttpUpstream::new(
+                url, config, workers,
+            )?))),
         }
     }
 
@@ -105,7 +108,7 @@ impl Upstream {
 }
 
 impl HttpUpstream {
-    fn new(url: &Uri, config: &UpstreamConfig) -> std::io::Result<HttpUpstream> {
+    fn new(url: &Uri, config: &UpstreamConfig, workers: usize) -> std::io::Result<HttpUpstream> {
         let authority = url
             .authority()
             .ok_or_else(|| std::io::Error::other("upstream URL has no host"))?;
@@ -129,12 +132,15 @@ impl HttpUpstream {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .build(connector);
+            .pool_idle_timeout(config.pool_idle_timeout);
+        let clients = (0..workers.max(1))
+            .map(|_| builder.build(connector.clone()))
+            .collect();
         Ok(HttpUpstream {
-            client,
+            clients,
             base,
             timeout: config.timeout,
         })
@@ -158,8 +164,8 @@ impl HttpUpstream {
         // X-Forwarded-Host).
         *request.version_mut() = Version::HTTP_11;
 
-        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
-        {
+        let client = &self.clients[crate::workers::index() % self.clients.len()];
+        let response = match tokio::time::timeout(self.timeout, client.request(request)).await {
             Err(_elapsed) => return Err(Reason::UpstreamTimeout),
             Ok(Err(error)) if client_body_failed(&error) => {
                 // The client's own body broke (bad chunked framing, a reset

@@ -29,6 +29,16 @@ fn fingerprint(path: &PathBuf) -> Fingerprint {
     Some((meta.len(), meta.modified().ok(), inode))
 }
 
+/// Reload `gate` from its config file and log the outcome, off the worker
+/// threads: reading files and compiling rules must not stall the
+/// connections of the worker that got the signal.
+pub async fn reload_in_background(gate: &Arc<Gate>, cause: &'static str) {
+    let gate = Arc::clone(gate);
+    if let Err(error) = tokio::task::spawn_blocking(move || reload_and_log(&gate, cause)).await {
+        tracing::error!(%error, cause, "reload task failed");
+    }
+}
+
 /// Reload `gate` from its config file and log the outcome.
 pub fn reload_and_log(gate: &Gate, cause: &str) {
     match gate.reload_from_source() {
@@ -54,7 +64,7 @@ pub async fn on_sighup(gate: Arc<Gate>) {
         }
     };
     while hangups.recv().await.is_some() {
-        reload_and_log(&gate, "SIGHUP");
+        reload_in_background(&gate, "SIGHUP").await;
     }
 }
 
@@ -68,7 +78,7 @@ pub async fn watch_files(gate: Arc<Gate>, interval: Duration) {
         let files = gate.config().watched.clone();
         let now = fingerprints(&files);
         if now != seen {
-            reload_and_log(&gate, "file change");
+            reload_in_background(&gate, "file change").await;
             // From now on, watch what the config in force depends on (a
             // reload may add or drop secret files), as the files were
             // *before* the reload read them: a change that lands during the

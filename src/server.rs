@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Limits};
@@ -34,10 +36,24 @@ pub async fn run(
 }
 
 /// Serve `gate` on `listener` until `shutdown` completes. The caller keeps
-/// a handle on the gate to reload it.
+/// a handle on the gate to reload it. Every connection runs on the calling
+/// runtime.
 pub async fn serve(
     listener: TcpListener,
     gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_on(listener, gate, &[], shutdown).await
+}
+
+/// Like [`serve`], with new connections spread in turn over the calling
+/// runtime and `workers` (single-threaded runtimes on their own threads,
+/// see [`crate::workers`]). Returns once every connection has closed or
+/// the shutdown grace is over.
+pub async fn serve_on(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    workers: &[Handle],
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let started_with = gate.config();
@@ -54,6 +70,7 @@ pub async fn serve(
     // Tells every connection to finish what it has in flight and close.
     let (closing, closing_rx) = watch::channel(false);
     tokio::pin!(shutdown);
+    let mut next_worker = 0usize;
 
     loop {
         let permit = tokio::select! {
@@ -77,49 +94,39 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // Limits apply to new connections from the config in force now.
-        let limits = gate.config().limits.clone();
-        let gate = Arc::clone(&gate);
-        let closing = closing_rx.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let result = match tls {
-                None => {
-                    let conn = Connection {
-                        peer,
-                        proto: "http",
-                    };
-                    serve_connection(stream, gate, conn, &limits, closing).await
-                }
-                Some(acceptor) => {
-                    // The handshake counts against the same clock as a
-                    // request head: a client that stalls it is cut off.
-                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => {
-                            let conn = Connection {
-                                peer,
-                                proto: "https",
-                            };
-                            serve_connection(stream, gate, conn, &limits, closing).await
-                        }
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, %peer, "TLS handshake failed");
-                            Ok(())
-                        }
-                        Err(_elapsed) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            Ok(())
-                        }
-                    }
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+        let accepted = Accepted {
+            peer,
+            // Limits apply to new connections from the config in force now.
+            limits: gate.config().limits.clone(),
+            gate: Arc::clone(&gate),
+            closing: closing_rx.clone(),
+            tls: tls.clone(),
+            _permit: permit,
+        };
+        // Round robin: worker 0 is this runtime, the others take the
+        // socket over (it moves from this runtime's poller to theirs).
+        let worker = next_worker % (workers.len() + 1);
+        next_worker = next_worker.wrapping_add(1);
+        match worker.checked_sub(1).and_then(|i| workers.get(i)) {
+            None => {
+                tokio::spawn(accepted.serve(stream));
             }
-        });
+            Some(handle) => match stream.into_std() {
+                Ok(stream) => {
+                    handle.spawn(async move {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => accepted.serve(stream).await,
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot move a connection to its worker")
+                            }
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %peer, "cannot move a connection to its worker")
+                }
+            },
+        }
     }
 
     drop(listener);
@@ -135,6 +142,68 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// An accepted connection and what serving it needs, on whichever worker
+/// it lands.
+struct Accepted {
+    peer: SocketAddr,
+    limits: Limits,
+    gate: Arc<Gate>,
+    closing: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
+    /// Held until the connection ends.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Accepted {
+    /// Serve the connection (after the TLS handshake, when configured)
+    /// until it ends.
+    async fn serve(self, stream: TcpStream) {
+        let Accepted {
+            peer,
+            limits,
+            gate,
+            closing,
+            tls,
+            _permit,
+        } = self;
+        let result = match tls {
+            None => {
+                let conn = Connection {
+                    peer,
+                    proto: "http",
+                };
+                serve_connection(stream, gate, conn, &limits, closing).await
+            }
+            Some(acceptor) => {
+                // The handshake counts against the same clock as a request
+                // head: a client that stalls it is cut off.
+                match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        let conn = Connection {
+                            peer,
+                            proto: "https",
+                        };
+                        serve_connection(stream, gate, conn, &limits, closing).await
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_elapsed) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %peer, "connection ended with an error");
+        }
+    }
 }
 
 /// Serve HTTP/1.1 or HTTP/2 (by ALPN or preface) on one connection until

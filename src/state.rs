@@ -62,12 +62,22 @@ pub struct Gate {
     metrics: Metrics,
     /// When the upstream last answered, for `/readyz`.
     upstream_health: UpstreamHealth,
+    /// Worker threads serving requests: each gets its own upstream pool.
+    workers: usize,
 }
 
 impl Gate {
-    /// Build the gate's state from a validated config.
+    /// Build the gate's state from a validated config, for requests served
+    /// on one thread.
     pub fn new(config: Config) -> std::io::Result<Gate> {
-        let upstream = Arc::new(Upstream::new(&config.upstream)?);
+        Gate::with_workers(config, 1)
+    }
+
+    /// Build the gate's state for requests served on `workers` worker
+    /// threads ([`crate::workers`]).
+    pub fn with_workers(config: Config, workers: usize) -> std::io::Result<Gate> {
+        let workers = workers.max(1);
+        let upstream = Arc::new(Upstream::new(&config.upstream, workers)?);
         let cache = TokenCache::new(config.verification.cache_capacity);
         let limiter = FailureLimiter::new(
             config.limits.api_failure_burst,
@@ -90,6 +100,7 @@ impl Gate {
             certs,
             metrics,
             upstream_health: UpstreamHealth::default(),
+            workers,
         })
     }
 
@@ -171,7 +182,7 @@ impl Gate {
         let upstream = if config.upstream == old.config.upstream {
             Arc::clone(&old.upstream)
         } else {
-            Arc::new(Upstream::new(&config.upstream).map_err(ReloadError::Upstream)?)
+            Arc::new(Upstream::new(&config.upstream, self.workers).map_err(ReloadError::Upstream)?)
         };
         if let (Some(store), Some(tls)) = (&self.certs, &config.tls) {
             store.replace(Arc::clone(&tls.certified));

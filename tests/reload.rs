@@ -272,3 +272,48 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         .expect("join");
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn connections_spread_over_worker_threads_and_all_drain_on_sigterm() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = config_for(&upstream.url(), "").replace("\ntimeout = \"1s\"", "\ntimeout = \"10s\"");
+    let path = write_config(
+        &dir,
+        &text.replace("path = \"/public/**\"", "path = \"/slow/**\""),
+    );
+    let mut gate = BinaryProcess::start_with(&path, &["--threads", "3"]);
+    #[cfg(target_os = "linux")]
+    {
+        // Worker 0 is the main thread; the others are named.
+        let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gate.pid()))
+            .expect("tasks")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect();
+        for worker in ["pg-worker-1", "pg-worker-2"] {
+            assert!(names.iter().any(|n| n == worker), "{worker} in {names:?}");
+        }
+    }
+    // Six connections: two on each worker (they are handed out in turn),
+    // each with a request in flight when the signal comes.
+    let slow: Vec<_> = (0..6)
+        .map(|i| {
+            let url = gate.url(&format!("/slow/{i}"));
+            tokio::spawn(async move { get(&url).send().await })
+        })
+        .collect();
+    while upstream.seen_under("/slow/").len() < 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.signal("TERM");
+    for (i, reply) in slow.into_iter().enumerate() {
+        let reply = reply.await.expect("task");
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, format!("upstream: /slow/{i}"));
+    }
+    let code = tokio::task::spawn_blocking(move || gate.wait_exit(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(0));
+}

@@ -14,8 +14,8 @@
 #   F  nginx auth_request to a header-comparing verifier block, then proxy_pass
 # and drives each with wrk (HTTP/1.1 keep-alive), interleaved A..F per round.
 # wrk is pinned to core LOAD_CPU (0), every server to core SERVER_CPU (1);
-# nginx runs one worker, and portal-gate under `taskset -c 1` starts one
-# tokio worker (tokio sizes its pool from the CPU affinity mask).
+# nginx runs one worker, and portal-gate under `taskset -c 1` runs one
+# worker thread (it counts the cores of its CPU affinity mask).
 #
 # Environment (defaults):
 #   ROUNDS=3 DURATION=8s CONNS=32 WARMUP=2s  rounds, length and connections of the load runs
@@ -183,12 +183,13 @@ EOF
 TOKEN=$("$BIN" token --config "$PG_TMP/gate.toml" --email bench@example.com --ttl 3600)
 
 # Stops at the access log's `info` would measure the logger, not the gate.
-start_gate() { # <cpus> <port> <config> [env...]
+start_gate() { # <cpus> <port> <config> [serve args...]
     local cpus=$1 port=$2 cfg=$3
     shift 3
-    pg_start "$cpus" "$PG_TMP/gate-$port.log" env RUST_LOG=warn "$@" "$BIN" serve --config "$cfg" --listen "127.0.0.1:$port"
+    pg_start "$cpus" "$PG_TMP/gate-$port.log" env RUST_LOG=warn "$BIN" serve --config "$cfg" --listen "127.0.0.1:$port" "$@"
 }
-workers_of() { grep -c '^tokio-rt-worker' /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s + 0}'; }
+# Worker threads: the main thread is worker 0, the others are pg-worker-N.
+workers_of() { grep -c '^pg-worker-' /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s + 1}'; }
 
 declare -A NAMES=([A]="A direct" [B]="B gate public" [C]="C gate cache hit" [D]="D gate cache off"
     [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers")
@@ -200,9 +201,9 @@ if [[ $SCALE != only ]]; then
     GATE0_PID=$PG_LAST_PID
 fi
 if [[ $SCALE != 0 ]]; then
-    start_gate "$SCALE_CPUS" "$P_S1" "$PG_TMP/gate.toml" TOKIO_WORKER_THREADS=1
+    start_gate "$SCALE_CPUS" "$P_S1" "$PG_TMP/gate.toml" --threads 1
     S1_PID=$PG_LAST_PID
-    start_gate "$SCALE_CPUS" "$P_S2" "$PG_TMP/gate.toml" TOKIO_WORKER_THREADS=2
+    start_gate "$SCALE_CPUS" "$P_S2" "$PG_TMP/gate.toml" --threads 2
     S2_PID=$PG_LAST_PID
 fi
 
@@ -225,7 +226,7 @@ if [[ $SCALE != only ]]; then
     pg_expect 401 "${URL[C]}"
     pg_expect 200 "${URL[C]}" -H "${HDR[C]}"
     pg_expect 200 "${URL[D]}" -H "${HDR[D]}"
-    pg_log "portal-gate on core $SERVER_CPU runs $(workers_of "$GATE_PID") tokio worker(s)"
+    pg_log "portal-gate on core $SERVER_CPU runs $(workers_of "$GATE_PID") worker thread(s)"
 fi
 if [[ $SCALE != 0 ]]; then
     URL[S1]=http://127.0.0.1:$P_S1/priv/page.html HDR[S1]="Authorization: Bearer $TOKEN" PROXY[S1]=$S1_PID
@@ -235,9 +236,9 @@ if [[ $SCALE != 0 ]]; then
     pg_expect 200 "${URL[S1]}" -H "${HDR[S1]}"
     pg_expect 200 "${URL[S2]}" -H "${HDR[S2]}"
     w1=$(workers_of "$S1_PID") w2=$(workers_of "$S2_PID")
-    pg_log "TOKIO_WORKER_THREADS=1 -> $w1 worker(s), TOKIO_WORKER_THREADS=2 -> $w2 worker(s)"
-    [[ $w1 == 1 && $w2 == 2 ]] || pg_log "warning: TOKIO_WORKER_THREADS not honoured; the scaling section compares nothing"
-    echo "scale:     TOKIO_WORKER_THREADS=1 -> $w1 tokio-rt-worker thread(s), =2 -> $w2" >>"$PG_TMP/machine.txt"
+    pg_log "--threads 1 -> $w1 worker(s), --threads 2 -> $w2 worker(s)"
+    [[ $w1 == 1 && $w2 == 2 ]] || pg_log "warning: --threads not honoured; the scaling section compares nothing"
+    echo "scale:     --threads 1 -> $w1 worker thread(s), --threads 2 -> $w2" >>"$PG_TMP/machine.txt"
 fi
 
 # ---- one wrk run ------------------------------------------------------------
@@ -376,7 +377,7 @@ if [[ -n ${PROFILE:-} ]]; then
                     echo
                     echo '```'
                     perf report -i "$PG_TMP/perf-$cfg.data" --children --sort symbol --stdio -g none 2>/dev/null |
-                        grep -E 'portal_gate::|hyper_util::client::legacy::client::Client<C,B>::send_request|hyper::proto::h1::dispatch|tokio::runtime::scheduler::multi_thread::worker::Context::run_task|__libc_malloc|cfree|_int_free' |
+                        grep -E 'portal_gate::|hyper_util::client::legacy::client::Client<C,B>::send_request|hyper::proto::h1::dispatch|tokio::runtime::scheduler::current_thread::CoreGuard::block_on|__libc_malloc|cfree|_int_free' |
                         sed -E 's/[[:space:]-]+$//' | awk -v n="$PROFILE_TOP" 'c++ < n' || true
                     echo '```'
                     echo

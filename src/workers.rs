@@ -1,0 +1,120 @@
+//! Thread-per-core: one single-threaded tokio runtime per worker thread.
+//!
+//! The thread that calls [`crate::server::serve_on`] is worker 0 and runs
+//! the accept loop; [`Workers::start`] adds the others. The accept loop
+//! hands each new connection to the next worker in turn, and everything
+//! that connection does (its requests, the upstream connections from that
+//! worker's own pool, their timers) then stays on one thread. Against
+//! tokio's work-stealing runtime this saves the cross-core wake-ups and
+//! context switches a proxy otherwise pays per request (docs/benchmarks.md
+//! has the figures), the way nginx runs one event loop per worker process.
+//!
+//! A worker must never block: each one serves its connections alone.
+//! Slow synchronous work (a config reload) goes to `spawn_blocking`.
+
+use std::cell::Cell;
+use std::thread::JoinHandle;
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The worker running on this thread: 0 for the accept loop's thread and
+/// for any thread that is not a worker.
+pub fn index() -> usize {
+    INDEX.with(Cell::get)
+}
+
+/// How many workers to run when not told: one per core this process may
+/// use (the affinity mask and cgroup quota count, as in
+/// [`std::thread::available_parallelism`]).
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The worker threads beyond the caller's. Dropping this (or calling
+/// [`Workers::stop`]) ends them; whatever tasks they still hold are dropped
+/// with their runtimes.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<Handle>,
+    stops: Vec<oneshot::Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Start `extra` worker threads, numbered 1 to `extra`, each running a
+    /// single-threaded runtime until stopped.
+    pub fn start(extra: usize) -> std::io::Result<Workers> {
+        let mut workers = Workers {
+            handles: Vec::with_capacity(extra),
+            stops: Vec::with_capacity(extra),
+            threads: Vec::with_capacity(extra),
+        };
+        for index in 1..=extra {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            workers.handles.push(runtime.handle().clone());
+            workers.stops.push(stop);
+            let thread = std::thread::Builder::new()
+                .name(format!("pg-worker-{index}"))
+                .spawn(move || {
+                    INDEX.with(|cell| cell.set(index));
+                    // Tasks spawned through the handle run while this
+                    // thread is inside `block_on`. A dropped sender also
+                    // ends the wait.
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            workers.threads.push(thread);
+        }
+        Ok(workers)
+    }
+
+    /// Handles of workers 1 to N, for spawning connections onto them.
+    pub fn handles(&self) -> &[Handle] {
+        &self.handles
+    }
+
+    /// End every worker thread and wait for it to finish.
+    pub fn stop(mut self) {
+        self.stops.clear();
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_run_on_their_worker_and_stop_ends_the_threads() {
+        let workers = Workers::start(2).expect("start");
+        assert_eq!(workers.handles().len(), 2);
+        let seen: Vec<usize> = workers
+            .handles()
+            .iter()
+            .map(|handle| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                handle.spawn(async move {
+                    let _ = tx.send(index());
+                });
+                rx.recv_timeout(std::time::Duration::from_secs(5))
+                    .expect("task ran")
+            })
+            .collect();
+        assert_eq!(seen, vec![1, 2]);
+        assert_eq!(index(), 0, "the test thread is not a worker");
+        workers.stop();
+    }
+}
