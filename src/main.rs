@@ -153,8 +153,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let gate = std::sync::Arc::new(portal_gate::Gate::with_workers(config, threads)?);
+        let shutdown = shutdown_signal()?;
         #[cfg(unix)]
-        tokio::spawn(portal_gate::reload::on_sighup(std::sync::Arc::clone(&gate)));
+        match portal_gate::reload::on_sighup(std::sync::Arc::clone(&gate)) {
+            Ok(reloads) => {
+                tokio::spawn(reloads);
+            }
+            Err(error) => tracing::error!(%error, "cannot listen for SIGHUP; reload by signal is off"),
+        }
         if args.watch {
             let watched = std::sync::Arc::clone(&gate);
             tokio::spawn(portal_gate::reload::watch_files(watched, portal_gate::reload::WATCH_INTERVAL));
@@ -168,7 +174,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(portal_gate::admin::serve(admin, std::sync::Arc::clone(&gate), std::future::pending()));
         }
         tracing::info!(version = %gate.config().version, threads, "portal-gate listening on {scheme}://{local}");
-        portal_gate::serve_on(listener, gate, workers.handles(), shutdown_signal()).await?;
+        portal_gate::serve_on(listener, gate, workers.handles(), shutdown).await?;
         Ok(())
     });
     workers.stop();
@@ -195,26 +201,28 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Take Ctrl-C and SIGTERM over now, so that a signal sent as soon as the
+/// gate says it is listening shuts it down gracefully; the future
+/// completes on either.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 fn check(config: PathBuf) -> anyhow::Result<()> {

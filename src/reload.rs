@@ -52,25 +52,29 @@ pub fn reload_and_log(gate: &Gate, cause: &str) {
     }
 }
 
-/// Reload on every SIGHUP, forever.
+/// Take SIGHUP over now (its default action ends the process), and
+/// return the task that reloads on every one, forever. Call it before the
+/// gate says it is listening: a SIGHUP sent on that cue must reload.
 #[cfg(unix)]
-pub async fn on_sighup(gate: Arc<Gate>) {
+pub fn on_sighup(gate: Arc<Gate>) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGHUP; reload by signal is off");
-            return;
+    let mut hangups = signal(SignalKind::hangup())?;
+    Ok(async move {
+        while hangups.recv().await.is_some() {
+            reload_in_background(&gate, "SIGHUP").await;
         }
-    };
-    while hangups.recv().await.is_some() {
-        reload_in_background(&gate, "SIGHUP").await;
-    }
+    })
 }
 
-/// Reload whenever a file the config depends on changes, forever.
-pub async fn watch_files(gate: Arc<Gate>, interval: Duration) {
-    let mut seen = fingerprints(&gate.config().watched);
+/// The task that reloads whenever a file the config depends on changes,
+/// forever. The files are fingerprinted now, not when the task first runs:
+/// a change made as soon as the gate says it is listening counts.
+pub fn watch_files(gate: Arc<Gate>, interval: Duration) -> impl std::future::Future<Output = ()> {
+    let seen = fingerprints(&gate.config().watched);
+    watch_from(gate, interval, seen)
+}
+
+async fn watch_from(gate: Arc<Gate>, interval: Duration, mut seen: Vec<(PathBuf, Fingerprint)>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
