@@ -178,6 +178,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(())
     });
     workers.stop();
+    runtime.shutdown_timeout(portal_gate::workers::BLOCKING_WAIT);
     served
 }
 

@@ -79,25 +79,36 @@ async fn watch_from(gate: Arc<Gate>, interval: Duration, mut seen: Vec<(PathBuf,
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let files = gate.config().watched.clone();
-        let now = fingerprints(&files);
-        if now != seen {
-            reload_in_background(&gate, "file change").await;
-            // From now on, watch what the config in force depends on (a
-            // reload may add or drop secret files), as the files were
-            // *before* the reload read them: a change that lands during the
-            // reload is then seen on the next tick, not lost.
-            seen = gate
-                .config()
-                .watched
-                .iter()
-                .map(|f| {
-                    let before = now.iter().find(|(g, _)| g == f).map(|(_, print)| *print);
-                    (f.clone(), before.unwrap_or_else(|| fingerprint(f)))
-                })
-                .collect();
+        // `stat` can hang on a stuck network mount: never on a worker.
+        let watched = Arc::clone(&gate);
+        let previous = seen.clone();
+        match tokio::task::spawn_blocking(move || look_once(&watched, previous)).await {
+            Ok(next) => seen = next,
+            Err(error) => tracing::error!(%error, "file watch task failed"),
         }
     }
+}
+
+/// One look at the watched files: reload if any changed since `seen`, and
+/// return what to compare against next time.
+fn look_once(gate: &Gate, seen: Vec<(PathBuf, Fingerprint)>) -> Vec<(PathBuf, Fingerprint)> {
+    let now = fingerprints(&gate.config().watched);
+    if now == seen {
+        return seen;
+    }
+    reload_and_log(gate, "file change");
+    // From now on, watch what the config in force depends on (a reload may
+    // add or drop secret files), as the files were *before* the reload read
+    // them: a change that lands during the reload is then seen on the next
+    // tick, not lost.
+    gate.config()
+        .watched
+        .iter()
+        .map(|f| {
+            let before = now.iter().find(|(g, _)| g == f).map(|(_, print)| *print);
+            (f.clone(), before.unwrap_or_else(|| fingerprint(f)))
+        })
+        .collect()
 }
 
 fn fingerprints(files: &[PathBuf]) -> Vec<(PathBuf, Fingerprint)> {

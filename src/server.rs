@@ -49,7 +49,8 @@ pub async fn serve(
 /// Like [`serve`], with new connections spread in turn over the calling
 /// runtime and `workers` (single-threaded runtimes on their own threads,
 /// see [`crate::workers`]). Returns once every connection has closed or
-/// the shutdown grace is over.
+/// the shutdown grace is over; connections still open on the workers then
+/// end when the caller stops them ([`crate::workers::Workers::stop`]).
 pub async fn serve_on(
     listener: TcpListener,
     gate: Arc<Gate>,
@@ -107,6 +108,7 @@ pub async fn serve_on(
         // socket over (it moves from this runtime's poller to theirs).
         let worker = next_worker % (workers.len() + 1);
         next_worker = next_worker.wrapping_add(1);
+        tracing::debug!(%peer, worker, "connection accepted");
         match worker.checked_sub(1).and_then(|i| workers.get(i)) {
             None => {
                 tokio::spawn(accepted.serve(stream));

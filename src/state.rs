@@ -64,6 +64,9 @@ pub struct Gate {
     upstream_health: UpstreamHealth,
     /// Worker threads serving requests: each gets its own upstream pool.
     workers: usize,
+    /// Held while a reload reads and applies the config file, so that two
+    /// reloads (a SIGHUP and a file change) cannot store out of order.
+    reloading: std::sync::Mutex<()>,
 }
 
 impl Gate {
@@ -101,6 +104,7 @@ impl Gate {
             metrics,
             upstream_health: UpstreamHealth::default(),
             workers,
+            reloading: std::sync::Mutex::new(()),
         })
     }
 
@@ -154,8 +158,14 @@ impl Gate {
         self.certs.as_ref()
     }
 
-    /// Read the config file again and put it in force.
+    /// Read the config file again and put it in force. Reloads run one at
+    /// a time: the last file read is the one left in force. Blocks on file
+    /// reads: call it off the worker threads.
     pub fn reload_from_source(&self) -> Result<(), ReloadError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let source = self.config().source.clone();
         let result = Config::load(&source)
             .map_err(ReloadError::from)

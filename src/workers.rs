@@ -14,6 +14,7 @@
 
 use std::cell::Cell;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -27,6 +28,11 @@ thread_local! {
 pub fn index() -> usize {
     INDEX.with(Cell::get)
 }
+
+/// How long a stopping worker waits for blocking work it started (a file
+/// read, a DNS lookup) before leaving it behind: the shutdown grace is over
+/// by then, and a hung mount must not hang the exit.
+pub const BLOCKING_WAIT: Duration = Duration::from_secs(1);
 
 /// How many workers to run when not told: one per core this process may
 /// use (the affinity mask and cgroup quota count, as in
@@ -71,6 +77,7 @@ impl Workers {
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
+                    runtime.shutdown_timeout(BLOCKING_WAIT);
                 })?;
             workers.threads.push(thread);
         }
@@ -96,25 +103,61 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc::{channel, RecvTimeoutError};
 
     #[test]
-    fn tasks_run_on_their_worker_and_stop_ends_the_threads() {
+    fn tasks_run_on_their_own_worker() {
         let workers = Workers::start(2).expect("start");
         assert_eq!(workers.handles().len(), 2);
         let seen: Vec<usize> = workers
             .handles()
             .iter()
             .map(|handle| {
-                let (tx, rx) = std::sync::mpsc::channel();
+                let (tx, rx) = channel();
                 handle.spawn(async move {
                     let _ = tx.send(index());
                 });
-                rx.recv_timeout(std::time::Duration::from_secs(5))
-                    .expect("task ran")
+                rx.recv_timeout(Duration::from_secs(5)).expect("task ran")
             })
             .collect();
         assert_eq!(seen, vec![1, 2]);
         assert_eq!(index(), 0, "the test thread is not a worker");
         workers.stop();
+    }
+
+    #[test]
+    fn stop_ends_the_threads_and_drops_what_they_still_hold() {
+        let workers = Workers::start(1).expect("start");
+        let handle = workers.handles()[0].clone();
+        // A task that never finishes (a connection still open): its state,
+        // here a sender, must be dropped when the worker stops.
+        let (held, released) = channel::<()>();
+        handle.spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        let (done, stopped) = channel();
+        std::thread::spawn(move || {
+            workers.stop();
+            let _ = done.send(());
+        });
+        stopped
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stop returned");
+        assert_eq!(
+            released.recv_timeout(Duration::from_secs(1)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        // A connection handed to a stopped worker is dropped, not leaked
+        // (it would hold a connection permit forever).
+        let (late, late_released) = channel::<()>();
+        handle.spawn(async move {
+            let _late = late;
+            std::future::pending::<()>().await;
+        });
+        assert_eq!(
+            late_released.recv_timeout(Duration::from_secs(1)),
+            Err(RecvTimeoutError::Disconnected)
+        );
     }
 }

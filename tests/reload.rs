@@ -282,7 +282,15 @@ async fn connections_spread_over_worker_threads_and_all_drain_on_sigterm() {
         &dir,
         &text.replace("path = \"/public/**\"", "path = \"/slow/**\""),
     );
-    let mut gate = BinaryProcess::start_with(&path, &["--threads", "3"]);
+    let mut gate = BinaryProcess::start_with(
+        &path,
+        &[
+            "--threads",
+            "3",
+            "--log-level",
+            "info,portal_gate::server=debug",
+        ],
+    );
     #[cfg(target_os = "linux")]
     {
         // Worker 0 is the main thread; the others are named.
@@ -303,8 +311,24 @@ async fn connections_spread_over_worker_threads_and_all_drain_on_sigterm() {
             tokio::spawn(async move { get(&url).send().await })
         })
         .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while upstream.seen_under("/slow/").len() < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upstream saw {:?}",
+            upstream.seen_under("/slow/")
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Handed out in turn: two connections on each worker.
+    assert_eq!(gate.count_log("connection accepted"), 6);
+    for worker in 0..3 {
+        assert_eq!(
+            gate.count_log(&format!("worker={worker}")),
+            2,
+            "two connections on worker {worker}: {}",
+            gate.log_text()
+        );
     }
     gate.signal("TERM");
     for (i, reply) in slow.into_iter().enumerate() {

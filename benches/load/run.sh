@@ -188,8 +188,12 @@ start_gate() { # <cpus> <port> <config> [serve args...]
     shift 3
     pg_start "$cpus" "$PG_TMP/gate-$port.log" env RUST_LOG=warn "$BIN" serve --config "$cfg" --listen "127.0.0.1:$port" "$@"
 }
-# Worker threads: the main thread is worker 0, the others are pg-worker-N.
-workers_of() { grep -c '^pg-worker-' /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s + 1}'; }
+# Worker threads: the main thread is worker 0, the others are pg-worker-N
+# (0 when the process is gone).
+workers_of() {
+    [[ -d /proc/$1/task ]] || { echo 0; return; }
+    grep -c '^pg-worker-' /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s + 1}'
+}
 
 declare -A NAMES=([A]="A direct" [B]="B gate public" [C]="C gate cache hit" [D]="D gate cache off"
     [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers")
