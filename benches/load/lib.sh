@@ -3,6 +3,7 @@
 # starts is recorded by PID and stopped by PID on exit.
 
 PG_PIDS=()   # processes we started, in start order
+PG_CGROUPS=() # cgroups we created (pg_cpu_quota), removed on cleanup
 
 pg_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 pg_die() { pg_log "error: $*"; exit 1; }
@@ -156,11 +157,14 @@ pg_stop() {
 }
 
 pg_cleanup() {
-    local i
+    local i g
     for ((i = ${#PG_PIDS[@]} - 1; i >= 0; i--)); do
         pg_stop "${PG_PIDS[i]}"
     done
     PG_PIDS=()
+    # The quota cgroups are empty once their processes have stopped.
+    for g in "${PG_CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
+    PG_CGROUPS=()
     if [[ -n ${PG_TMP:-} && -d $PG_TMP && ${KEEP_TMP:-0} != 1 ]]; then
         rm -rf "$PG_TMP"
     fi
@@ -242,3 +246,27 @@ pg_ctxt() {
         done
     done | awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'
 }
+
+# Cap the CPU of process <pid> (all its threads) at <cores> (e.g. 0.3) with
+# a cgroup of its own named <name>: cgroup v1's cpu controller or cgroup
+# v2's cpu.max. Needs root; returns 1 (and changes nothing) when no cpu
+# controller is writable here.
+pg_cpu_quota() {
+    local name=$1 cores=$2 pid=$3 dir quota t
+    quota=$(awk -v c="$cores" 'BEGIN {printf "%d", c * 100000}')
+    if [[ -w /sys/fs/cgroup/cpu/cgroup.procs || -w /sys/fs/cgroup/cpu/tasks ]]; then
+        dir=/sys/fs/cgroup/cpu/pg-$name-$$
+        mkdir "$dir" 2>/dev/null || return 1
+        PG_CGROUPS+=("$dir")
+        echo 100000 >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
+        for t in /proc/"$pid"/task/*; do echo "${t##*/}" >"$dir/tasks" || return 1; done
+    elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+        dir=/sys/fs/cgroup/pg-$name-$$
+        mkdir "$dir" 2>/dev/null || return 1
+        PG_CGROUPS+=("$dir")
+        echo "$quota 100000" >"$dir/cpu.max" && echo "$pid" >"$dir/cgroup.procs" || return 1
+    else
+        return 1
+    fi
+}
+

@@ -22,6 +22,7 @@
 #   CONFIGS="A B C D E F"                   which configurations to run
 #   LAT1=1 LAT1_ROUNDS=2 LAT1_DURATION=3s   also a 1-connection latency pass
 #   SCALE=0|1|only                           core-scaling section (see docs/benchmarks.md)
+#   SCALE_QUOTA=0.3                          CPU quota per worker (cores) of the Q1/Q2 scaling gates
 #   LOAD_CPU=0 SERVER_CPU=1                  cores for wrk and for the servers
 #   UPSTREAM_CPU=$SERVER_CPU                 core of the upstream nginx (0: with wrk, so the
 #                                            proxy under test has core 1 to itself)
@@ -50,6 +51,7 @@ LAT1=${LAT1:-1}
 LAT1_ROUNDS=${LAT1_ROUNDS:-2}
 LAT1_DURATION=${LAT1_DURATION:-3s}
 SCALE=${SCALE:-0}
+SCALE_QUOTA=${SCALE_QUOTA:-0.3}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$SERVER_CPU}
@@ -75,7 +77,7 @@ RESULTS_TSV=$PG_TMP/results.tsv
 BIN=$PG_TMP/portal-gate
 pg_build "$ROOT" "$BIN"
 
-read -r P_UP P_NGX P_AUTH P_VER P_GATE P_GATE0 P_S1 P_S2 < <(pg_free_ports 8)
+read -r P_UP P_NGX P_AUTH P_VER P_GATE P_GATE0 P_S1 P_S2 P_Q1 P_Q2 < <(pg_free_ports 10)
 
 # ---- the machine and the tools -------------------------------------------
 {
@@ -196,7 +198,8 @@ workers_of() {
 }
 
 declare -A NAMES=([A]="A direct" [B]="B gate public" [C]="C gate cache hit" [D]="D gate cache off"
-    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers")
+    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers"
+    [Q1]="Q1 gate 1 worker, quota" [Q2]="Q2 gate 2 workers, quota")
 declare -A URL HDR PROXY
 if [[ $SCALE != only ]]; then
     start_gate "$SERVER_CPU" "$P_GATE" "$PG_TMP/gate.toml"
@@ -209,6 +212,13 @@ if [[ $SCALE != 0 ]]; then
     S1_PID=$PG_LAST_PID
     start_gate "$SCALE_CPUS" "$P_S2" "$PG_TMP/gate.toml" --threads 2
     S2_PID=$PG_LAST_PID
+    # The same two, each capped by a cgroup CPU quota of SCALE_QUOTA cores
+    # per worker: "a core" becomes a CPU budget, which two cores can give
+    # to both workers at once while wrk and the upstream still have room.
+    start_gate "$SCALE_CPUS" "$P_Q1" "$PG_TMP/gate.toml" --threads 1
+    Q1_PID=$PG_LAST_PID
+    start_gate "$SCALE_CPUS" "$P_Q2" "$PG_TMP/gate.toml" --threads 2
+    Q2_PID=$PG_LAST_PID
 fi
 
 URL[A]=http://127.0.0.1:$P_UP/priv/page.html HDR[A]="" PROXY[A]=""
@@ -243,6 +253,20 @@ if [[ $SCALE != 0 ]]; then
     pg_log "--threads 1 -> $w1 worker(s), --threads 2 -> $w2 worker(s)"
     [[ $w1 == 1 && $w2 == 2 ]] || pg_log "warning: --threads not honoured; the scaling section compares nothing"
     echo "scale:     --threads 1 -> $w1 worker thread(s), --threads 2 -> $w2" >>"$PG_TMP/machine.txt"
+    SCALE_CFGS=(S1 S2)
+    q2=$(awk -v q="$SCALE_QUOTA" 'BEGIN {print 2 * q}')
+    pg_wait_http "http://127.0.0.1:$P_Q1/"
+    pg_wait_http "http://127.0.0.1:$P_Q2/"
+    if pg_cpu_quota q1 "$SCALE_QUOTA" "$Q1_PID" && pg_cpu_quota q2 "$q2" "$Q2_PID"; then
+        URL[Q1]=http://127.0.0.1:$P_Q1/priv/page.html HDR[Q1]=${HDR[S1]} PROXY[Q1]=$Q1_PID
+        URL[Q2]=http://127.0.0.1:$P_Q2/priv/page.html HDR[Q2]=${HDR[S1]} PROXY[Q2]=$Q2_PID
+        pg_expect 200 "${URL[Q1]}" -H "${HDR[Q1]}"
+        pg_expect 200 "${URL[Q2]}" -H "${HDR[Q2]}"
+        SCALE_CFGS+=(Q1 Q2)
+        echo "quota:     Q1 --threads 1 capped at $SCALE_QUOTA cores, Q2 --threads 2 at $q2 cores (cgroup cpu quota)" >>"$PG_TMP/machine.txt"
+    else
+        pg_log "no writable cgroup cpu controller (needs root): the quota rows Q1/Q2 are skipped"
+    fi
 fi
 
 # ---- one wrk run ------------------------------------------------------------
@@ -317,11 +341,10 @@ if [[ $SCALE != only ]]; then
     fi
 fi
 if [[ $SCALE != 0 ]]; then
-    pg_log "scaling: S1 = 1 worker, S2 = 2 workers, gate on cores $SCALE_CPUS, upstream on $SERVER_CPU, wrk on $LOAD_CPU"
-    bench warmup S1 0 "$CONNS" "$WARMUP" 0
-    bench warmup S2 0 "$CONNS" "$WARMUP" 0
+    pg_log "scaling: ${SCALE_CFGS[*]} (S: 1 and 2 workers; Q: the same under a CPU quota of $SCALE_QUOTA cores per worker), gate on cores $SCALE_CPUS, upstream on $SERVER_CPU, wrk on $LOAD_CPU"
+    for cfg in "${SCALE_CFGS[@]}"; do bench warmup "$cfg" 0 "$CONNS" "$WARMUP" 0; done
     for ((r = 1; r <= ROUNDS; r++)); do
-        for cfg in S1 S2; do bench scale "$cfg" "$r" "$CONNS" "$DURATION"; done
+        for cfg in "${SCALE_CFGS[@]}"; do bench scale "$cfg" "$r" "$CONNS" "$DURATION"; done
     done
 fi
 
@@ -418,7 +441,7 @@ fi
     cat "$PG_TMP/machine.txt"
     echo '```'
     echo
-    python3 "$HERE/summarize.py" "$RESULTS_TSV"
+    SCALE_QUOTA=$SCALE_QUOTA python3 "$HERE/summarize.py" "$RESULTS_TSV"
     cat "$PROFILE_TXT"
 } >"$PG_TMP/summary.md"
 echo

@@ -3,8 +3,11 @@
 markdown tables: medians over rounds, ratios, CPU cost per request, and
 the issue's targets. Usage: summarize.py results.tsv"""
 
+import os
 import statistics
 import sys
+
+QUOTA = float(os.environ.get("SCALE_QUOTA", "0.3"))
 
 NAMES = {
     "A": "A direct: nginx upstream",
@@ -15,6 +18,8 @@ NAMES = {
     "F": "F nginx auth_request",
     "S1": "S1 portal-gate, 1 worker (cores 0-1)",
     "S2": "S2 portal-gate, 2 workers (cores 0-1)",
+    "Q1": f"Q1 portal-gate, 1 worker, CPU quota {QUOTA:g} core",
+    "Q2": f"Q2 portal-gate, 2 workers, CPU quota {2 * QUOTA:g} core",
 }
 FIELDS = ["phase", "cfg", "round", "conns", "rps", "p50_us", "p99_us", "requests",
           "non2xx", "sockerr", "wrk_cpu_s", "proxy_cpu_s", "upstream_cpu_s", "wall_s", "busy_s", "proxy_sys_s"]
@@ -176,6 +181,10 @@ def scale_table(s):
               f"(1.00 = a second worker costs nothing per request)")
         print(f"- projected 2-core speedup if the gate had 2 dedicated cores = 2 × {c1:.1f} / {c2:.1f} "
               f"= {2 * c1 / c2:.2f}× (an upper bound: lock waits and idle time are not CPU)")
+    if "Q1" in s and "Q2" in s:
+        print(f"- under a CPU quota ({QUOTA:g} core per worker, both workers free to run at once on "
+              f"2 cores): 2 workers / 1 worker = {s['Q2']['rps'] / s['Q1']['rps']:.2f}× req/s, "
+              f"gate cores busy {s['Q1']['proxy_busy']:.2f} and {s['Q2']['proxy_busy']:.2f}")
 
 
 def main():
