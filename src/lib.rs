@@ -47,6 +47,7 @@ pub mod keys;
 pub mod limiter;
 pub mod metrics;
 pub mod path;
+pub mod pool;
 pub mod proxy;
 pub mod reject;
 pub mod reload;

@@ -1,11 +1,13 @@
 //! The upstream: where a request goes once the gate has admitted it.
 //!
-//! Either a portal host over HTTP, through a pooled keep-alive client, or a
+//! Either a portal host over HTTP, through pooled keep-alive connections
+//! ([`crate::pool`] for `http://`, hyper-util's client for `https://`), or a
 //! static directory ([`crate::files`]). The forwarder builds the upstream
 //! request from the *normalized* path, so the rule that matched is the rule
 //! for what the upstream serves, and from headers that
 //! [`crate::headers`] has already cleaned.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::{self, Body};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::files::StaticDir;
+use crate::pool::{Http1Pool, PoolError};
 use crate::reject::Reason;
 
 /// Where admitted requests go.
@@ -34,15 +37,27 @@ pub enum Upstream {
 /// A portal host reached over HTTP or HTTPS with pooled connections.
 #[derive(Debug)]
 pub struct HttpUpstream {
-    /// One pooled keep-alive client per worker ([`crate::workers`]), so a
-    /// request uses connections driven by its own thread; HTTP/2 when an
-    /// https upstream offers it.
-    clients: Box<[Client<HttpsConnector<HttpConnector>, Incoming>]>,
+    /// How requests reach it.
+    transport: Transport,
     /// Scheme and authority of the upstream URL.
     base: Uri,
     /// How long to wait for the response head.
     timeout: Duration,
 }
+
+/// The connections to the upstream: pooled per worker ([`crate::workers`])
+/// either way, so a request uses connections driven by its own thread.
+#[derive(Debug)]
+enum Transport {
+    /// `http://`: HTTP/1.1 connections of our own pool.
+    Plain(Arc<Http1Pool>),
+    /// `https://`: one hyper-util client per worker (TLS, and HTTP/2 when
+    /// the upstream offers it).
+    Tls(Box<[TlsClient]>),
+}
+
+/// hyper-util's pooled client over rustls.
+type TlsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 /// A request the gate has admitted, already rewritten for the upstream
 /// except for its target.
@@ -119,28 +134,19 @@ impl HttpUpstream {
             .build()
             .map_err(std::io::Error::other)?;
 
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let tls =
-            crate::tls::upstream_client_config(&config.ca_certs).map_err(std::io::Error::other)?;
-        // ALPN offers h2 and http/1.1 to https upstreams; plain http stays
-        // HTTP/1.1 (no h2c guessing towards a server we do not know).
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(connector);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout);
-        let clients = (0..workers.max(1))
-            .map(|_| builder.build(connector.clone()))
-            .collect();
+        let workers = workers.max(1);
+        let transport = if url.scheme_str() == Some("https") {
+            Transport::Tls(tls_clients(config, workers)?)
+        } else {
+            Transport::Plain(Arc::new(Http1Pool::new(
+                authority,
+                config.connect_timeout,
+                config.pool_idle_timeout,
+                workers,
+            )?))
+        };
         Ok(HttpUpstream {
-            clients,
+            transport,
             base,
             timeout: config.timeout,
         })
@@ -152,51 +158,111 @@ impl HttpUpstream {
             target,
             ..
         } = outgoing;
-        let mut parts = self.base.clone().into_parts();
         // The target's bytes move into the URI without another copy.
-        parts.path_and_query = Some(
-            PathAndQuery::from_maybe_shared(Bytes::from(target))
-                .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?,
-        );
-        *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
-        // The client picks HTTP/1.1 or HTTP/2 per connection; on HTTP/1.1 it
-        // sets `Host` from the upstream URL (the client's Host went into
-        // X-Forwarded-Host).
+        let target = PathAndQuery::from_maybe_shared(Bytes::from(target))
+            .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?;
+        // HTTP/1.1 or HTTP/2 is the connection's choice; on HTTP/1.1 `Host`
+        // is the upstream's (the client's Host went into X-Forwarded-Host).
         *request.version_mut() = Version::HTTP_11;
-
-        let client = &self.clients[crate::workers::index() % self.clients.len()];
-        let response = match tokio::time::timeout(self.timeout, client.request(request)).await {
+        let sent = match &self.transport {
+            Transport::Plain(pool) => {
+                *request.uri_mut() = Uri::from(target);
+                let sent = tokio::time::timeout(self.timeout, pool.send(request)).await;
+                sent.map(|result| result.map_err(Failure::Pool))
+            }
+            Transport::Tls(clients) => {
+                let mut parts = self.base.clone().into_parts();
+                parts.path_and_query = Some(target);
+                *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
+                let client = &clients[crate::workers::index() % clients.len()];
+                let sent = tokio::time::timeout(self.timeout, client.request(request)).await;
+                sent.map(|result| {
+                    result
+                        .map(|response| response.map(body::boxed))
+                        .map_err(Failure::Client)
+                })
+            }
+        };
+        let mut response = match sent {
             Err(_elapsed) => return Err(Reason::UpstreamTimeout),
-            Ok(Err(error)) if client_body_failed(&error) => {
+            Ok(Err(failure)) if failure.is_client_body() => {
                 // The client's own body broke (bad chunked framing, a reset
                 // mid-upload): the client's fault, not the upstream's.
-                tracing::debug!(error = %error, "request body failed while forwarding");
+                tracing::debug!(error = %failure, "request body failed while forwarding");
                 return Err(Reason::BadRequest("the request body is malformed"));
             }
-            Ok(Err(error)) => {
-                tracing::warn!(error = %error, connect = error.is_connect(), "upstream request failed");
+            Ok(Err(failure)) => {
+                tracing::warn!(error = %failure, connect = failure.is_connect(), "upstream request failed");
                 return Err(Reason::UpstreamUnavailable);
             }
             Ok(Ok(response)) => response,
         };
-        let (mut parts, incoming) = response.into_parts();
-        crate::headers::prepare_client_headers(&mut parts.headers);
-        Ok(Response::from_parts(parts, body::boxed(incoming)))
+        crate::headers::prepare_client_headers(response.headers_mut());
+        Ok(response)
     }
 }
 
-/// Whether forwarding failed because the body we were sending (the
-/// client's) failed, rather than the upstream: hyper marks that as a user
-/// error somewhere in the source chain.
-fn client_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(current) = source {
-        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>() {
-            if hyper_error.is_user() {
+/// One hyper-util client per worker for an `https://` upstream: rustls
+/// with the configured roots, ALPN offering h2 and http/1.1.
+fn tls_clients(config: &UpstreamConfig, workers: usize) -> std::io::Result<Box<[TlsClient]>> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let tls =
+        crate::tls::upstream_client_config(&config.ca_certs).map_err(std::io::Error::other)?;
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_all_versions()
+        .wrap_connector(connector);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool_idle_timeout);
+    Ok((0..workers)
+        .map(|_| builder.build(connector.clone()))
+        .collect())
+}
+
+/// Why an exchange with the upstream failed, from either transport.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Pool(PoolError),
+    #[error(transparent)]
+    Client(hyper_util::client::legacy::Error),
+}
+
+impl Failure {
+    /// The upstream could not be reached at all.
+    fn is_connect(&self) -> bool {
+        match self {
+            Failure::Pool(error) => {
+                matches!(error, PoolError::Connect(_) | PoolError::ConnectTimeout)
+            }
+            Failure::Client(error) => error.is_connect(),
+        }
+    }
+
+    /// The body we were sending (the client's) failed, rather than the
+    /// upstream: hyper marks that as a user error.
+    fn is_client_body(&self) -> bool {
+        let error: &(dyn std::error::Error + 'static) = match self {
+            Failure::Pool(PoolError::Http(error)) => error,
+            Failure::Pool(_) => return false,
+            Failure::Client(error) => error,
+        };
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+            {
                 return true;
             }
+            current = error.source();
         }
-        source = current.source();
+        false
     }
-    false
 }

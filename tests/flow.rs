@@ -329,3 +329,24 @@ async fn different_tokens_in_one_request_are_refused() {
     assert_eq!(upstream.seen().len(), 1);
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (upstream, gate) = setup().await;
+    // Each call is a new client connection to the gate; the gate's own
+    // connection to the upstream is reused, after a body read to its end
+    // and after a body-less HEAD answer alike.
+    for path in ["/public/a", "/public/b", "/public/c"] {
+        let reply = get(&gate.url(path)).send().await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, format!("upstream: {path}"));
+    }
+    let head = request(Method::HEAD, &gate.url("/public/d")).send().await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.body, "");
+    let reply = get(&gate.url("/public/e")).send().await;
+    assert_eq!(reply.body, "upstream: /public/e");
+    assert_eq!(upstream.seen_under("/public/").len(), 5);
+    assert_eq!(upstream.connections(), 1, "one upstream connection for all");
+    gate.stop().await;
+}

@@ -39,6 +39,8 @@ pub struct Seen {
 pub struct RecordingUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// TCP connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -51,12 +53,15 @@ impl RecordingUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let record = Arc::clone(&seen);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted_count = Arc::clone(&connections);
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
                     accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     _ = &mut stopped => break,
                 };
+                accepted_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let record = Arc::clone(&record);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -95,12 +100,18 @@ impl RecordingUpstream {
         RecordingUpstream {
             addr,
             seen,
+            connections,
             _stop: stop,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// TCP connections the upstream has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {

@@ -1,0 +1,282 @@
+//! Keep-alive HTTP/1.1 connections to a plain `http://` upstream, pooled
+//! per worker.
+//!
+//! hyper-util's general-purpose pooled client cost the gate about 12 % of
+//! its CPU per proxied request (pool checkout under a key, and a task per
+//! request to put the connection back; docs/benchmarks.md). For a plain-HTTP
+//! upstream the gate needs much less: each worker keeps a stack of idle
+//! connections; a request takes the most recently used one (or opens one),
+//! sends on it with hyper's connection API, and the response body puts the
+//! connection back when it ends. A connection whose body was dropped early
+//! is closed, never reused. `https://` upstreams (TLS, HTTP/2 by ALPN) keep
+//! hyper-util's client.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{Body, BoxError};
+
+/// Idle connections kept per worker at most; more are closed.
+pub const MAX_IDLE_PER_WORKER: usize = 512;
+
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// No TCP connection to the upstream.
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(std::io::Error),
+    /// The TCP connection took longer than `connect_timeout`.
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    /// The HTTP exchange failed (the upstream's side or the request body's).
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// One connection waiting for its next request.
+struct Idle {
+    sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+/// The pool of one plain-HTTP upstream.
+pub struct Http1Pool {
+    /// `host:port` (80 when the URL has no port), to connect to.
+    address: String,
+    /// The upstream's `Host`.
+    host: HeaderValue,
+    connect_timeout: Duration,
+    /// Idle connections older than this are closed when next seen.
+    idle_timeout: Duration,
+    /// One stack per worker, oldest first; a worker only touches its own,
+    /// so the locks are never contended.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
+}
+
+impl std::fmt::Debug for Http1Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http1Pool")
+            .field("address", &self.address)
+            .field("workers", &self.idle.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http1Pool {
+    /// A pool for `authority` (with its port), one idle stack per worker.
+    pub fn new(
+        authority: &Authority,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        workers: usize,
+    ) -> std::io::Result<Http1Pool> {
+        let host = HeaderValue::from_str(authority.as_str()).map_err(std::io::Error::other)?;
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        Ok(Http1Pool {
+            address,
+            host,
+            connect_timeout,
+            idle_timeout,
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+        })
+    }
+
+    /// Send `request`, whose URI is its target (path and query), with the
+    /// upstream's `Host`, and return the response, whose body puts the
+    /// connection back when it ends.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+    ) -> Result<Response<Body>, PoolError> {
+        let worker = crate::workers::index() % self.idle.len();
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
+        loop {
+            let pooled = self.checkout(worker).await;
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(sender) => sender,
+                None => self.connect().await?,
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.returning(worker, sender, response)),
+                Err(mut failed) => match failed.take_message() {
+                    // Never written: a pooled connection the upstream closed
+                    // meanwhile. Try the next one (or a fresh one, once).
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(failed.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection of `worker` that is still
+    /// open, once it is ready for a request.
+    async fn checkout(&self, worker: usize) -> Option<SendRequest<Incoming>> {
+        loop {
+            let idle = self.stack(worker).pop_back()?;
+            if idle.since.elapsed() > self.idle_timeout || idle.sender.is_closed() {
+                continue;
+            }
+            let mut sender = idle.sender;
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Incoming>, PoolError> {
+        let address = self.address.as_str();
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        {
+            Err(_elapsed) => return Err(PoolError::ConnectTimeout),
+            Ok(Err(error)) => return Err(PoolError::Connect(error)),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The response with a body that returns `sender` to the pool at its
+    /// end (at once when there is no body: a HEAD, a 204, a 304).
+    fn returning(
+        self: &Arc<Self>,
+        worker: usize,
+        sender: SendRequest<Incoming>,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
+        let (parts, inner) = response.into_parts();
+        let mut body = Returning {
+            inner,
+            back: Some((Arc::clone(self), worker, sender)),
+        };
+        if http_body::Body::is_end_stream(&body.inner) {
+            body.give_back();
+        }
+        Response::from_parts(parts, body.boxed())
+    }
+
+    fn put(&self, worker: usize, sender: SendRequest<Incoming>) {
+        let mut stack = self.stack(worker);
+        while stack
+            .front()
+            .is_some_and(|oldest| oldest.since.elapsed() > self.idle_timeout)
+        {
+            stack.pop_front();
+        }
+        if stack.len() < MAX_IDLE_PER_WORKER {
+            stack.push_back(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn stack(&self, worker: usize) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle[worker]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An upstream response body that returns its connection to the pool once
+/// it has been read to the end.
+struct Returning {
+    inner: Incoming,
+    back: Option<(Arc<Http1Pool>, usize, SendRequest<Incoming>)>,
+}
+
+impl Returning {
+    fn give_back(&mut self) {
+        if let Some((pool, worker, sender)) = self.back.take() {
+            pool.put(worker, sender);
+        }
+    }
+}
+
+impl http_body::Body for Returning {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // The server stops polling once `is_end_stream` says so, so the
+        // last frame may be the last poll.
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => false,
+        };
+        if ended {
+            self.give_back();
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_has_a_port_and_the_host_header_is_the_authority() {
+        let pool = |url: &str| {
+            let uri: http::Uri = url.parse().expect("url");
+            Http1Pool::new(
+                uri.authority().expect("authority"),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                2,
+            )
+            .expect("pool")
+        };
+        let named = pool("http://portal.internal/");
+        assert_eq!(named.address, "portal.internal:80");
+        assert_eq!(named.host, "portal.internal");
+        let v6 = pool("http://[::1]:8081/");
+        assert_eq!(v6.address, "[::1]:8081");
+        assert_eq!(v6.host, "[::1]:8081");
+        assert_eq!(v6.idle.len(), 2);
+    }
+}
