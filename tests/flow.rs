@@ -350,3 +350,54 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     assert_eq!(upstream.connections(), 1, "one upstream connection for all");
     gate.stop().await;
 }
+
+/// An upstream that answers one request per connection and then closes
+/// it, saying so (`connection: close`) or not.
+async fn one_shot_upstream(announce_close: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let close = if announce_close {
+                    "connection: close\r\n"
+                } else {
+                    ""
+                };
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_every_connection_still_answers_every_request() {
+    for announce_close in [true, false] {
+        let addr = one_shot_upstream(announce_close).await;
+        let gate = GateProcess::start(&config_for(&format!("http://{addr}"), "")).await;
+        for i in 0..5 {
+            let reply = get(&gate.url(&format!("/public/{i}"))).send().await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "request {i}, connection: close announced: {announce_close}"
+            );
+            assert_eq!(reply.body, "ok");
+        }
+        gate.stop().await;
+    }
+}
