@@ -56,18 +56,9 @@ chmod -R a+rX "$PG_TMP/www"
 pg_nginx_upstream_conf "$PG_TMP" "$PG_TMP/www" "$P_UP" >"$PG_TMP/upstream.conf"
 {
     pg_nginx_head "$PG_TMP" proxy
-    cat <<EOF
-    upstream portal { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }
-    server {
-        listen 127.0.0.1:$P_NGX;
-        location / {
-            proxy_pass http://portal;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+    pg_nginx_portal_upstream "$P_UP"
+    pg_nginx_proxy_server "$P_NGX"
+    echo "}"
 } >"$PG_TMP/proxy.conf"
 pg_start "$SERVER_CPU" "$PG_TMP/upstream.out" nginx -p "$PG_TMP" -e "$PG_TMP/upstream.error.log" -c "$PG_TMP/upstream.conf"
 UP_PID=$PG_LAST_PID
@@ -75,27 +66,7 @@ pg_start "$SERVER_CPU" "$PG_TMP/proxy.out" nginx -p "$PG_TMP" -e "$PG_TMP/proxy.
 NGX_PID=$PG_LAST_PID
 
 SECRET=$("${BINS[0]}" secret)
-(
-    umask 077
-    cat >"$PG_TMP/gate.toml" <<EOF
-default_access = "restricted"
-
-[upstream]
-url = "http://127.0.0.1:$P_UP"
-
-[verification]
-account_id = "acct_bench"
-token_ttl = "1h"
-
-[[secrets]]
-id = "bench"
-value = "$SECRET"
-
-[[pages]]
-path = "/priv/**"
-access = "verified"
-EOF
-)
+(umask 077 && pg_gate_config "$P_UP" "$SECRET" 10000 >"$PG_TMP/gate.toml")
 TOKEN=$("${BINS[0]}" token --config "$PG_TMP/gate.toml" --email bench@example.com --ttl 3600)
 HDR="Authorization: Bearer $TOKEN"
 

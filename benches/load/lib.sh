@@ -117,6 +117,58 @@ pg_nginx_upstream_conf() {
 EOF
 }
 
+# The nginx `portal` upstream: keep-alive connections to the page server on
+# <port> (no reconnect every 1 000 requests).
+pg_nginx_portal_upstream() {
+    echo "    upstream portal { server 127.0.0.1:$1; keepalive 64; keepalive_requests 1000000; }"
+}
+
+# An nginx server block on <port> that proxies everything to `portal`.
+pg_nginx_proxy_server() {
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://portal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+EOF
+}
+
+# The benches' gate config: the page server on <upstream port>, `/pub/**`
+# public, `/priv/**` verified, the shared secret <secret>, a decrypt cache
+# of <capacity> entries. Further arguments are TOML lines placed before
+# the [upstream] table (top-level keys first, then tables such as [limits]).
+pg_gate_config() {
+    local port=$1 secret=$2 capacity=$3
+    shift 3
+    printf '%s\n' 'listen = "127.0.0.1:8080"          # overridden by --listen' 'default_access = "restricted"' "$@"
+    cat <<EOF
+
+[upstream]
+url = "http://127.0.0.1:$port"
+
+[verification]
+account_id = "acct_bench"
+token_ttl = "1h"
+cache_capacity = $capacity
+
+[[secrets]]
+id = "bench"
+value = "$secret"
+
+[[pages]]
+path = "/pub/**"
+access = "public"
+
+[[pages]]
+path = "/priv/**"
+access = "verified"
+EOF
+}
+
 # Start a command in the background, pinned with taskset to <cpus> (or
 # unpinned if <cpus> is "-"), at niceness $NICE, stdout+stderr to <log>.
 # Sets PG_LAST_PID (taskset and nice exec, so it is the command's PID).

@@ -52,33 +52,11 @@ pg_wait_http "http://127.0.0.1:$P_UP/pub/page.html"
 SECRET=$("$BIN" secret)
 (
     umask 077
-    cat >"$PG_TMP/gate.toml" <<EOF
-listen = "127.0.0.1:8080"          # overridden by --listen
-
-[limits]
-header_read_timeout = "300s"       # the default 10s closes idle keep-alive connections
-max_connections = $((IDLE_CONNS * 2))
-
-[upstream]
-url = "http://127.0.0.1:$P_UP"
-
-[verification]
-account_id = "acct_bench"
-token_ttl = "1h"
-cache_capacity = $ENTRIES
-
-[[secrets]]
-id = "bench"
-value = "$SECRET"
-
-[[pages]]
-path = "/pub/**"
-access = "public"
-
-[[pages]]
-path = "/priv/**"
-access = "verified"
-EOF
+    pg_gate_config "$P_UP" "$SECRET" "$ENTRIES" \
+        '' \
+        '[limits]' \
+        'header_read_timeout = "300s"       # the default 10s closes idle keep-alive connections' \
+        "max_connections = $((IDLE_CONNS * 2))" >"$PG_TMP/gate.toml"
 )
 "$BIN" check --config "$PG_TMP/gate.toml" >"$PG_TMP/check.txt" || pg_die "portal-gate check failed: $(cat "$PG_TMP/check.txt")"
 
@@ -155,18 +133,9 @@ FDS_AFTER=$(fds "$G2")
 # ---- (d) for comparison: nginx proxy_pass holding the same connections ----
 {
     pg_nginx_head "$PG_TMP" proxy
-    cat <<EOF
-    upstream portal { server 127.0.0.1:$P_UP; keepalive 64; }
-    server {
-        listen 127.0.0.1:$P_NGX;
-        location / {
-            proxy_pass http://portal;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+    pg_nginx_portal_upstream "$P_UP"
+    pg_nginx_proxy_server "$P_NGX"
+    echo "}"
 } >"$PG_TMP/proxy.conf"
 pg_start - "$PG_TMP/proxy.out" nginx -p "$PG_TMP" -e "$PG_TMP/proxy.error.log" -c "$PG_TMP/proxy.conf"
 NGX=$PG_LAST_PID

@@ -99,19 +99,11 @@ chmod -R a+rX "$WWW"
 pg_nginx_upstream_conf "$PG_TMP" "$WWW" "$P_UP" >"$PG_TMP/upstream.conf"
 {
     pg_nginx_head "$PG_TMP" proxy
+    pg_nginx_portal_upstream "$P_UP"
+    echo "    # E: plain reverse proxy."
+    pg_nginx_proxy_server "$P_NGX"
     cat <<EOF
-    upstream portal { server 127.0.0.1:$P_UP; keepalive 64; keepalive_requests 1000000; }
     upstream verifier { server 127.0.0.1:$P_VER; keepalive 64; keepalive_requests 1000000; }
-
-    # E: plain reverse proxy.
-    server {
-        listen 127.0.0.1:$P_NGX;
-        location / {
-            proxy_pass http://portal;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
 
     # F: auth_request to the verifier below, then the same proxy.
     server {
@@ -153,32 +145,7 @@ NGX_PID=$PG_LAST_PID
 
 # ---- portal-gate ----------------------------------------------------------
 SECRET=$("$BIN" secret)
-gate_config() { # <cache_capacity>
-    cat <<EOF
-listen = "127.0.0.1:8080"          # overridden by --listen
-default_access = "restricted"
-
-[upstream]
-url = "http://127.0.0.1:$P_UP"
-
-[verification]
-account_id = "acct_bench"
-token_ttl = "1h"
-cache_capacity = $1
-
-[[secrets]]
-id = "bench"
-value = "$SECRET"
-
-[[pages]]
-path = "/pub/**"
-access = "public"
-
-[[pages]]
-path = "/priv/**"
-access = "verified"
-EOF
-}
+gate_config() { pg_gate_config "$P_UP" "$SECRET" "$1"; } # <cache_capacity>
 (umask 077 && gate_config 10000 >"$PG_TMP/gate.toml" && gate_config 0 >"$PG_TMP/gate-nocache.toml")
 "$BIN" check --config "$PG_TMP/gate.toml" >"$PG_TMP/check.txt" || pg_die "portal-gate check failed: $(cat "$PG_TMP/check.txt")"
 "$BIN" check --config "$PG_TMP/gate-nocache.toml" >/dev/null || pg_die "portal-gate check failed (cache off)"
