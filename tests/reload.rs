@@ -247,15 +247,20 @@ async fn watch_reloads_when_a_secret_file_changes() {
     );
 }
 
+/// A config whose public `/slow/**` pages the recording upstream answers
+/// after 2 s, with an upstream timeout long enough to wait for them.
+fn slow_config(upstream: &RecordingUpstream, dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let text = config_for(&upstream.url(), "")
+        .replace("\ntimeout = \"1s\"", "\ntimeout = \"10s\"")
+        .replace("path = \"/public/**\"", "path = \"/slow/**\"");
+    write_config(dir, &text)
+}
+
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     let upstream = RecordingUpstream::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = config_for(&upstream.url(), "").replace("\ntimeout = \"1s\"", "\ntimeout = \"10s\"");
-    let path = write_config(
-        &dir,
-        &text.replace("path = \"/public/**\"", "path = \"/slow/**\""),
-    );
+    let path = slow_config(&upstream, &dir);
     let mut gate = BinaryProcess::start(&path);
     let url = gate.url("/slow/request");
     let slow = tokio::spawn(async move { get(&url).send().await });
@@ -277,11 +282,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
 async fn connections_spread_over_worker_threads_and_all_drain_on_sigterm() {
     let upstream = RecordingUpstream::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = config_for(&upstream.url(), "").replace("\ntimeout = \"1s\"", "\ntimeout = \"10s\"");
-    let path = write_config(
-        &dir,
-        &text.replace("path = \"/public/**\"", "path = \"/slow/**\""),
-    );
+    let path = slow_config(&upstream, &dir);
     let mut gate = BinaryProcess::start_with(
         &path,
         &[
