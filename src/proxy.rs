@@ -39,8 +39,6 @@ pub enum Upstream {
 pub struct HttpUpstream {
     /// How requests reach it.
     transport: Transport,
-    /// Scheme and authority of the upstream URL.
-    base: Uri,
     /// How long to wait for the response head.
     timeout: Duration,
 }
@@ -52,8 +50,12 @@ enum Transport {
     /// `http://`: HTTP/1.1 connections of our own pool.
     Plain(Arc<Http1Pool>),
     /// `https://`: one hyper-util client per worker (TLS, and HTTP/2 when
-    /// the upstream offers it).
-    Tls(Box<[TlsClient]>),
+    /// the upstream offers it), and the URL's scheme and authority, which
+    /// that client takes in each request's URI.
+    Tls {
+        clients: Box<[TlsClient]>,
+        base: Uri,
+    },
 }
 
 /// hyper-util's pooled client over rustls.
@@ -127,16 +129,18 @@ impl HttpUpstream {
         let authority = url
             .authority()
             .ok_or_else(|| std::io::Error::other("upstream URL has no host"))?;
-        let base = Uri::builder()
-            .scheme(url.scheme_str().unwrap_or("http"))
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
-            .map_err(std::io::Error::other)?;
-
         let workers = workers.max(1);
         let transport = if url.scheme_str() == Some("https") {
-            Transport::Tls(tls_clients(config, workers)?)
+            let base = Uri::builder()
+                .scheme("https")
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .map_err(std::io::Error::other)?;
+            Transport::Tls {
+                clients: tls_clients(config, workers)?,
+                base,
+            }
         } else {
             Transport::Plain(Arc::new(Http1Pool::new(
                 authority,
@@ -147,7 +151,6 @@ impl HttpUpstream {
         };
         Ok(HttpUpstream {
             transport,
-            base,
             timeout: config.timeout,
         })
     }
@@ -170,8 +173,8 @@ impl HttpUpstream {
                 let sent = tokio::time::timeout(self.timeout, pool.send(request)).await;
                 sent.map(|result| result.map_err(Failure::Pool))
             }
-            Transport::Tls(clients) => {
-                let mut parts = self.base.clone().into_parts();
+            Transport::Tls { clients, base } => {
+                let mut parts = base.clone().into_parts();
                 parts.path_and_query = Some(target);
                 *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
                 let client = &clients[crate::workers::index() % clients.len()];
