@@ -10,6 +10,12 @@
 # A "binary" may be a wrapper script that sets environment variables and
 # execs the real binary. Build an older commit with, for example:
 #   git worktree add /tmp/old <rev> && (cd /tmp/old && cargo build --release)
+# The first binary must be a portal-gate build: it mints the run's token.
+# The floors (the least a proxy on hyper, or on no HTTP library, can do;
+# benches/load/floor_*.rs) put the gate's cost in scale:
+#   cargo build --release --bins --example floor_hyper --example floor_raw
+#   benches/load/ab.sh target/release/portal-gate \
+#       target/release/examples/floor_hyper target/release/examples/floor_raw
 #
 # Placement as in run.sh: wrk on core LOAD_CPU (0), nginx upstream, nginx
 # proxy and every gate on core SERVER_CPU (1), where each gate runs one
