@@ -8,7 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -234,7 +234,39 @@ pub struct Config {
     pub version: String,
     /// Files whose change `--watch` turns into a reload: the config itself,
     /// `file =` secrets, the TLS certificate and key, the upstream CA file.
-    pub watched: Vec<PathBuf>,
+    pub watched: Vec<WatchedFile>,
+}
+
+/// A file the config was read from, as it was just before it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    /// Where the file is (joined to the config's directory).
+    pub path: PathBuf,
+    /// Its fingerprint taken just before reading it, so that `--watch`
+    /// sees any later change, even one made before the watch began.
+    pub as_read: Fingerprint,
+}
+
+impl WatchedFile {
+    /// Fingerprint `path`; call it before reading the file.
+    pub(crate) fn before_reading(path: PathBuf) -> WatchedFile {
+        let as_read = fingerprint(&path);
+        WatchedFile { path, as_read }
+    }
+}
+
+/// What identifies one version of a file (length, modification time,
+/// inode); `None` when it cannot be read.
+pub type Fingerprint = Option<(u64, Option<SystemTime>, u64)>;
+
+/// The fingerprint of the file at `path` now.
+pub fn fingerprint(path: &Path) -> Fingerprint {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.len(), meta.modified().ok(), inode))
 }
 
 impl Config {
@@ -247,13 +279,18 @@ impl Config {
             key: None,
             message,
         };
+        let as_read = fingerprint(path);
         let meta = std::fs::metadata(path).map_err(|e| io_error(format!("cannot read: {e}")))?;
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(io_error(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
         let text =
             std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read: {e}")))?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        // The config file as it was before `text` was read, not as `parse`
+        // found it a moment later.
+        config.watched[0].as_read = as_read;
+        Ok(config)
     }
 
     /// Validate config `text` as if read from `path`.

@@ -10,24 +10,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use crate::config::{fingerprint, Fingerprint, WatchedFile};
 use crate::state::Gate;
 
 /// How often watched files are looked at.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What identifies one version of a file; `None` when it cannot be read.
-type Fingerprint = Option<(u64, Option<SystemTime>, u64)>;
-
-fn fingerprint(path: &PathBuf) -> Fingerprint {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.len(), meta.modified().ok(), inode))
-}
 
 /// Reload `gate` from its config file and log the outcome, off the worker
 /// threads: reading files and compiling rules must not stall the
@@ -39,15 +28,18 @@ pub async fn reload_in_background(gate: &Arc<Gate>, cause: &'static str) {
     }
 }
 
-/// Reload `gate` from its config file and log the outcome.
-pub fn reload_and_log(gate: &Gate, cause: &str) {
+/// Reload `gate` from its config file and log the outcome; whether the
+/// new config is in force.
+pub fn reload_and_log(gate: &Gate, cause: &str) -> bool {
     match gate.reload_from_source() {
         Ok(()) => {
             let config = gate.config();
             tracing::info!(cause, version = %config.version, "configuration reloaded");
+            true
         }
         Err(error) => {
             tracing::error!(cause, %error, "reload refused; the previous configuration keeps serving");
+            false
         }
     }
 }
@@ -67,14 +59,11 @@ pub fn on_sighup(gate: Arc<Gate>) -> std::io::Result<impl std::future::Future<Ou
 }
 
 /// The task that reloads whenever a file the config depends on changes,
-/// forever. The files are fingerprinted now, not when the task first runs:
-/// a change made as soon as the gate says it is listening counts.
-pub fn watch_files(gate: Arc<Gate>, interval: Duration) -> impl std::future::Future<Output = ()> {
-    let seen = fingerprints(&gate.config().watched);
-    watch_from(gate, interval, seen)
-}
-
-async fn watch_from(gate: Arc<Gate>, interval: Duration, mut seen: Vec<(PathBuf, Fingerprint)>) {
+/// forever. It compares against the files as they were when the config in
+/// force read them, so a change made at any time after that counts, even
+/// before the task first runs.
+pub async fn watch_files(gate: Arc<Gate>, interval: Duration) {
+    let mut seen = as_read(&gate.config().watched);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -92,25 +81,29 @@ async fn watch_from(gate: Arc<Gate>, interval: Duration, mut seen: Vec<(PathBuf,
 /// One look at the watched files: reload if any changed since `seen`, and
 /// return what to compare against next time.
 fn look_once(gate: &Gate, seen: Vec<(PathBuf, Fingerprint)>) -> Vec<(PathBuf, Fingerprint)> {
-    let now = fingerprints(&gate.config().watched);
+    let now: Vec<_> = gate
+        .config()
+        .watched
+        .iter()
+        .map(|file| (file.path.clone(), fingerprint(&file.path)))
+        .collect();
     if now == seen {
         return seen;
     }
-    reload_and_log(gate, "file change");
-    // From now on, watch what the config in force depends on (a reload may
-    // add or drop secret files), as the files were *before* the reload read
-    // them: a change that lands during the reload is then seen on the next
-    // tick, not lost.
-    gate.config()
-        .watched
-        .iter()
-        .map(|f| {
-            let before = now.iter().find(|(g, _)| g == f).map(|(_, print)| *print);
-            (f.clone(), before.unwrap_or_else(|| fingerprint(f)))
-        })
-        .collect()
+    if reload_and_log(gate, "file change") {
+        // What the new config depends on (a reload may add or drop secret
+        // files), as its reload read them: a change that landed during the
+        // reload is seen on the next tick, not lost.
+        as_read(&gate.config().watched)
+    } else {
+        // Refused: try again on the next change, not on every tick.
+        now
+    }
 }
 
-fn fingerprints(files: &[PathBuf]) -> Vec<(PathBuf, Fingerprint)> {
-    files.iter().map(|f| (f.clone(), fingerprint(f))).collect()
+fn as_read(files: &[WatchedFile]) -> Vec<(PathBuf, Fingerprint)> {
+    files
+        .iter()
+        .map(|file| (file.path.clone(), file.as_read))
+        .collect()
 }

@@ -247,6 +247,40 @@ async fn watch_reloads_when_a_secret_file_changes() {
     );
 }
 
+#[tokio::test]
+async fn watch_sees_a_change_made_after_the_config_was_read_even_before_it_began() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let config = portal_gate::config::Config::load(&path).expect("config");
+    let first = config.version.clone();
+    // The edit lands after the config was read and before the watch takes
+    // its first look: the window between loading and serving at start.
+    let edited = config_for(
+        &upstream.url(),
+        "\n[[pages]]\npath = \"/late/**\"\naccess = \"public\"\n",
+    );
+    std::fs::write(&path, edited).expect("edit");
+    let gate = Arc::new(portal_gate::state::Gate::new(config).expect("gate"));
+    let watch = tokio::spawn(portal_gate::reload::watch_files(
+        Arc::clone(&gate),
+        Duration::from_millis(20),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gate.config().version == first {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit was never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let config = gate.config();
+    let (rule, access) = portal_gate::gate::access_for(&config, "/late/notes");
+    assert_eq!(rule.map(|rule| rule.pattern()), Some("/late/**"));
+    assert_eq!(access, portal_gate::rules::Access::Public);
+    watch.abort();
+}
+
 /// A config whose public `/slow/**` pages the recording upstream answers
 /// after 2 s, with an upstream timeout long enough to wait for them.
 fn slow_config(upstream: &RecordingUpstream, dir: &tempfile::TempDir) -> std::path::PathBuf {

@@ -2,7 +2,7 @@
 //! and compiled, every error located by file, line and key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -101,9 +101,10 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         })?,
     };
 
-    let upstream = compile_upstream(&at, &raw.upstream, &base)?;
+    // Each file is fingerprinted as it is read (see `WatchedFile`).
+    let mut watched = vec![WatchedFile::before_reading(path.to_path_buf())];
+    let upstream = compile_upstream(&at, &raw.upstream, &base, &mut watched)?;
     let verification = compile_verification(&at, raw.verification.get_ref())?;
-    let mut watched = vec![path.to_path_buf()];
     let (secrets, secret_notes) = compile_secrets(&at, &raw.secrets, &base, &mut watched)?;
     let rules = compile_pages(&at, &raw.pages, raw.case_insensitive_paths)?;
     let limits = compile_limits(&at, &raw.limits)?;
@@ -132,9 +133,6 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             Some(addr)
         }
     };
-    if let Some(ca) = &raw.upstream.get_ref().ca_file {
-        watched.push(base.join(ca.get_ref()));
-    }
     let trusted_proxies = raw
         .trusted_proxies
         .iter()
@@ -193,6 +191,7 @@ fn compile_upstream(
     at: &Locator<'_>,
     raw: &Spanned<RawUpstream>,
     base: &Path,
+    watched: &mut Vec<WatchedFile>,
 ) -> Result<UpstreamConfig, ConfigError> {
     let up = raw.get_ref();
     let target = match (&up.dir, &up.url) {
@@ -275,6 +274,7 @@ fn compile_upstream(
                 ));
             }
             let full = base.join(file.get_ref());
+            watched.push(WatchedFile::before_reading(full.clone()));
             crate::tls::load_ca_file(&full)
                 .map_err(|e| at.error(file.span(), "upstream.ca_file", e.to_string()))?
         }
@@ -535,7 +535,7 @@ fn compile_tls(
     at: &Locator<'_>,
     raw: Option<&Spanned<RawTls>>,
     base: &Path,
-    watched: &mut Vec<PathBuf>,
+    watched: &mut Vec<WatchedFile>,
 ) -> Result<Option<TlsSettings>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
@@ -543,6 +543,8 @@ fn compile_tls(
     let tls = raw.get_ref();
     let cert = base.join(tls.cert.get_ref());
     let key = base.join(tls.key.get_ref());
+    watched.push(WatchedFile::before_reading(cert.clone()));
+    watched.push(WatchedFile::before_reading(key.clone()));
     let certified = crate::tls::load_certified_key(&cert, &key).map_err(|e| {
         let (span, name) = match &e {
             crate::tls::TlsError::File { path, .. } if *path == cert => {
@@ -552,8 +554,6 @@ fn compile_tls(
         };
         at.error(span, name, e.to_string())
     })?;
-    watched.push(cert.clone());
-    watched.push(key.clone());
     Ok(Some(TlsSettings {
         cert,
         key,
@@ -565,7 +565,7 @@ fn compile_secrets(
     at: &Locator<'_>,
     raw: &[Spanned<RawSecret>],
     base: &Path,
-    watched: &mut Vec<PathBuf>,
+    watched: &mut Vec<WatchedFile>,
 ) -> Result<(SecretRing, Vec<SecretNote>), ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError {
@@ -598,7 +598,7 @@ fn compile_secrets(
                 .into_bytes(),
             (None, None, Some(file)) => {
                 let full = base.join(file.get_ref());
-                watched.push(full.clone());
+                watched.push(WatchedFile::before_reading(full.clone()));
                 let text = std::fs::read_to_string(&full).map_err(|e| {
                     at.error(
                         file.span(),
