@@ -328,15 +328,26 @@ async fn connections_spread_over_worker_threads_and_all_drain_on_sigterm() {
     );
     #[cfg(target_os = "linux")]
     {
-        // Worker 0 is the main thread; the others are named.
-        let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gate.pid()))
-            .expect("tasks")
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_string())
-            .collect();
-        for worker in ["pg-worker-1", "pg-worker-2"] {
-            assert!(names.iter().any(|n| n == worker), "{worker} in {names:?}");
+        // Worker 0 is the main thread; the others are named (each thread
+        // names itself as it starts, so give them a moment).
+        let names = || -> Vec<String> {
+            std::fs::read_dir(format!("/proc/{}/task", gate.pid()))
+                .expect("tasks")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_string())
+                .collect()
+        };
+        let named = |names: &[String]| {
+            ["pg-worker-1", "pg-worker-2"]
+                .iter()
+                .all(|worker| names.iter().any(|n| n == worker))
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !named(&names()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let names = names();
+        assert!(named(&names), "workers pg-worker-1 and -2 in {names:?}");
     }
     // Six connections: two on each worker (they are handed out in turn),
     // each with a request in flight when the signal comes.
