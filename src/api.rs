@@ -20,7 +20,7 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::limiter::FailureLimiter;
 use crate::reject::json_error;
-use crate::token::{self, is_plausible_email, is_valid_user_id, Claims};
+use crate::token::{self, Claims, IdentityError};
 
 /// The paths of the token API.
 pub const TOKEN_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
@@ -249,15 +249,12 @@ fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, Api
     if account_id != config.verification.account_id {
         return Err(ApiError::WrongAccount);
     }
-    let email = email.trim().to_ascii_lowercase();
-    if !is_plausible_email(&email) {
-        return Err(bad("user_email is not a valid email address"));
-    }
-    if let Some(id) = &body.user_id {
-        if !is_valid_user_id(id) {
-            return Err(bad("user_id must match ^[a-zA-Z0-9:_-]{1,255}$"));
-        }
-    }
+    let ttl = config.verification.token_ttl.as_secs();
+    let claims =
+        Claims::for_user(account_id, &email, body.user_id, now, ttl).map_err(|e| match e {
+            IdentityError::Email => bad(&format!("user_email {e}")),
+            IdentityError::UserId => bad(&format!("user_id {e}")),
+        })?;
     let profile = body.profile.unwrap_or_default();
     if let Some(name) = &profile.name {
         if name.chars().count() > 200 || name.chars().any(char::is_control) {
@@ -277,12 +274,8 @@ fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, Api
         }
     }
     Ok(Claims {
-        account_id,
-        email,
-        user_id: body.user_id,
         name: profile.name,
         avatar_url: profile.avatar_url,
-        issued_at: now,
-        expires_at: now.saturating_add(config.verification.token_ttl.as_secs()),
+        ..claims
     })
 }

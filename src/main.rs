@@ -11,7 +11,7 @@ use anyhow::Context;
 use base64::Engine;
 use clap::{Parser, Subcommand};
 use portal_gate::config::Config;
-use portal_gate::token::{self, Claims};
+use portal_gate::token::{self, Claims, IdentityError};
 
 /// mimalloc: fewer cycles per allocation than glibc's malloc on the request
 /// path (about 6 % less CPU per proxied request), at the price of more
@@ -243,31 +243,17 @@ fn mint(
     ttl: Option<u64>,
 ) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
-    let email = email.trim().to_ascii_lowercase();
-    anyhow::ensure!(
-        portal_gate::token::is_plausible_email(&email),
-        "--email {email:?} is not a valid email address"
-    );
-    if let Some(id) = &user_id {
-        anyhow::ensure!(
-            portal_gate::token::is_valid_user_id(id),
-            "--user-id must match ^[a-zA-Z0-9:_-]{{1,255}}$"
-        );
-    }
     let ttl = ttl
         .map(Duration::from_secs)
         .unwrap_or(config.verification.token_ttl);
     anyhow::ensure!(!ttl.is_zero(), "--ttl must be at least 1 second");
+    let account_id = config.verification.account_id.clone();
     let now = portal_gate::gate::unix_now();
-    let claims = Claims {
-        account_id: config.verification.account_id.clone(),
-        email,
-        user_id,
-        name: None,
-        avatar_url: None,
-        issued_at: now,
-        expires_at: now.saturating_add(ttl.as_secs()),
-    };
+    let claims =
+        Claims::for_user(account_id, &email, user_id, now, ttl.as_secs()).map_err(|e| match e {
+            IdentityError::Email => anyhow::anyhow!("--email {email:?} {e}"),
+            IdentityError::UserId => anyhow::anyhow!("--user-id {e}"),
+        })?;
     let token = token::mint(config.secrets.primary(), &claims);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;

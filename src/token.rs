@@ -72,6 +72,48 @@ pub struct Claims {
     pub expires_at: u64,
 }
 
+impl Claims {
+    /// Claims for a user of `account_id`, valid for `ttl` seconds from
+    /// `now`, without a profile: `email` is trimmed and ASCII lower-cased,
+    /// then it and `user_id` are checked. The token API and the `token`
+    /// command both start here.
+    pub fn for_user(
+        account_id: String,
+        email: &str,
+        user_id: Option<String>,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Claims, IdentityError> {
+        let email = email.trim().to_ascii_lowercase();
+        if !is_plausible_email(&email) {
+            return Err(IdentityError::Email);
+        }
+        if user_id.as_deref().is_some_and(|id| !is_valid_user_id(id)) {
+            return Err(IdentityError::UserId);
+        }
+        Ok(Claims {
+            account_id,
+            email,
+            user_id,
+            name: None,
+            avatar_url: None,
+            issued_at: now,
+            expires_at: now.saturating_add(ttl),
+        })
+    }
+}
+
+/// Why an identity cannot go into a token; the caller names the field.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityError {
+    /// See [`is_plausible_email`].
+    #[error("is not a valid email address")]
+    Email,
+    /// See [`is_valid_user_id`].
+    #[error("must match ^[a-zA-Z0-9:_-]{{1,255}}$")]
+    UserId,
+}
+
 /// Why a token was not accepted. Every variant means "not authenticated";
 /// they are told apart for logs and metrics, never shown to the client.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
@@ -363,6 +405,28 @@ mod tests {
             &token[..=dot],
             URL_SAFE_NO_PAD.decode(&token[dot + 1..]).unwrap(),
         )
+    }
+
+    #[test]
+    fn claims_for_a_user_normalize_the_email_and_refuse_bad_identities() {
+        let claims =
+            Claims::for_user("acct".into(), "  Ada@Example.COM\n", None, 100, 60).expect("claims");
+        assert_eq!(claims.email, "ada@example.com");
+        assert_eq!((claims.issued_at, claims.expires_at), (100, 160));
+        assert_eq!(claims.name, None);
+        let far = Claims::for_user("acct".into(), "a@b.co", Some("u:1".into()), u64::MAX, 60);
+        assert_eq!(far.expect("claims").expires_at, u64::MAX);
+        let refused = |email: &str, id: Option<&str>| {
+            Claims::for_user("acct".into(), email, id.map(Into::into), 0, 1).unwrap_err()
+        };
+        assert_eq!(refused("a@b", None), IdentityError::Email);
+        assert_eq!(refused("a,b@c.d", None), IdentityError::Email);
+        assert_eq!(refused("a@b.co", Some("has space")), IdentityError::UserId);
+        assert_eq!(refused("a@b.co", Some("")), IdentityError::UserId);
+        assert_eq!(
+            IdentityError::UserId.to_string(),
+            "must match ^[a-zA-Z0-9:_-]{1,255}$"
+        );
     }
 
     #[test]
