@@ -26,23 +26,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-#[path = "floor_args.rs"]
-mod floor_args;
+#[path = "floor_common.rs"]
+mod floor_common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = floor_args::parse()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(args.listen).await?;
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            tokio::spawn(serve(stream, peer, args.upstream.clone()));
-        }
-    })
+    floor_common::run(serve)
 }
 
 async fn serve(stream: TcpStream, peer: SocketAddr, upstream: String) {

@@ -19,29 +19,19 @@ use std::io;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-#[path = "floor_args.rs"]
-mod floor_args;
+#[path = "floor_common.rs"]
+mod floor_common;
 
 /// Bytes for one request or response head and a small body.
 const BUFFER: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = floor_args::parse()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(args.listen).await?;
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let upstream = args.upstream.clone();
-            tokio::spawn(async move {
-                let _ = serve(stream, peer, &upstream).await;
-            });
-        }
+    floor_common::run(|client, peer, upstream| async move {
+        // Any error closes the connection; there is nothing to report it to.
+        let _ = serve(client, peer, &upstream).await;
     })
 }
 

@@ -1,17 +1,41 @@
-//! The command line the floor proxies share with `portal-gate serve`, so
-//! `benches/load/ab.sh` starts them like a gate build:
-//! `serve --config FILE --listen ADDR`. Of the config they read only
-//! `[upstream] url`, which must be `http://host:port`.
+//! What the floor proxies share: the command line of `portal-gate serve`,
+//! so `benches/load/ab.sh` starts them like a gate build
+//! (`serve --config FILE --listen ADDR`; of the config they read only
+//! `[upstream] url`, which must be `http://host:port`), and the accept
+//! loop on one single-threaded runtime.
 
+use std::future::Future;
 use std::net::SocketAddr;
 
-pub struct Args {
-    pub listen: SocketAddr,
-    /// `host:port` of the upstream.
-    pub upstream: String,
+use tokio::net::{TcpListener, TcpStream};
+
+/// Parse the command line, then run `serve(client, peer, upstream)` as a
+/// task for every connection, forever.
+pub fn run<F, S>(serve: F) -> Result<(), Box<dyn std::error::Error>>
+where
+    F: Fn(TcpStream, SocketAddr, String) -> S,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let args = parse()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(args.listen).await?;
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            tokio::spawn(serve(stream, peer, args.upstream.clone()));
+        }
+    })
 }
 
-pub fn parse() -> Result<Args, String> {
+struct Args {
+    listen: SocketAddr,
+    /// `host:port` of the upstream.
+    upstream: String,
+}
+
+fn parse() -> Result<Args, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: serve --config FILE --listen ADDR";
     if args.first().map(String::as_str) != Some("serve") {
