@@ -16,6 +16,12 @@ fn session_cookie(reply: &Reply) -> String {
     pair.to_string()
 }
 
+/// A browser navigation to `/docs/` with a fresh token for `email` in the
+/// URL: what an embed's first frame load does.
+fn sign_in(gate: &GateProcess, email: &str) -> Call {
+    navigate(&gate.url(&format!("/docs/?auth-token={}", token_for(email))))
+}
+
 async fn gate_with(extra: &str) -> (RecordingUpstream, GateProcess) {
     let upstream = RecordingUpstream::start().await;
     let gate = GateProcess::start(&config_for(&upstream.url(), extra)).await;
@@ -116,20 +122,12 @@ async fn api_clients_are_never_redirected() {
 #[tokio::test]
 async fn a_fresh_token_replaces_the_session() {
     let (upstream, gate) = gate_with("").await;
-    let ada = navigate(&gate.url(&format!(
-        "/docs/?auth-token={}",
-        token_for("ada@example.com")
-    )))
-    .send()
-    .await;
+    let ada = sign_in(&gate, "ada@example.com").send().await;
     let ada_cookie = session_cookie(&ada);
-    let bob = navigate(&gate.url(&format!(
-        "/docs/?auth-token={}",
-        token_for("bob@example.com")
-    )))
-    .header("cookie", &ada_cookie)
-    .send()
-    .await;
+    let bob = sign_in(&gate, "bob@example.com")
+        .header("cookie", &ada_cookie)
+        .send()
+        .await;
     assert_eq!(bob.status, StatusCode::SEE_OTHER);
     let bob_cookie = session_cookie(&bob);
     assert_ne!(ada_cookie, bob_cookie);
@@ -160,12 +158,7 @@ async fn logout_clears_the_session() {
 #[tokio::test]
 async fn sessions_and_tokens_cannot_stand_in_for_each_other() {
     let (upstream, gate) = gate_with("").await;
-    let reply = navigate(&gate.url(&format!(
-        "/docs/?auth-token={}",
-        token_for("ada@example.com")
-    )))
-    .send()
-    .await;
+    let reply = sign_in(&gate, "ada@example.com").send().await;
     let cookie = session_cookie(&reply);
     let sealed = cookie.split_once('=').expect("pair").1.to_string();
     // The session's value as a bearer token: refused.
@@ -179,12 +172,7 @@ async fn sessions_and_tokens_cannot_stand_in_for_each_other() {
         .await;
     assert_eq!(as_cookie.status, StatusCode::UNAUTHORIZED);
     // Two different session cookies: refused rather than guessed between.
-    let other = navigate(&gate.url(&format!(
-        "/docs/?auth-token={}",
-        token_for("bob@example.com")
-    )))
-    .send()
-    .await;
+    let other = sign_in(&gate, "bob@example.com").send().await;
     let two = get(&gate.url("/docs/"))
         .header("cookie", &format!("{cookie}; {}", session_cookie(&other)))
         .send()
@@ -202,12 +190,7 @@ async fn an_expired_session_is_refused() {
         "token_ttl = \"5m\"\nsession_ttl = \"1s\"\nclock_skew = \"0s\"",
     ))
     .await;
-    let reply = navigate(&gate.url(&format!(
-        "/docs/?auth-token={}",
-        token_for("ada@example.com")
-    )))
-    .send()
-    .await;
+    let reply = sign_in(&gate, "ada@example.com").send().await;
     let cookie = session_cookie(&reply);
     assert!(reply
         .header("set-cookie")
