@@ -49,6 +49,17 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().expect("utf-8").to_string()
 }
 
+/// A gate in-process with `pki`'s certificate (files written to `dir`)
+/// in front of a recording upstream.
+async fn tls_gate(pki: &Pki, dir: &Path) -> (RecordingUpstream, GateProcess) {
+    let cert = write(dir, "cert.pem", &pki.cert_pem);
+    let key = write(dir, "key.pem", &pki.key_pem);
+    let upstream = RecordingUpstream::start().await;
+    let tls = format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n");
+    let gate = GateProcess::start(&config_for(&upstream.url(), &tls)).await;
+    (upstream, gate)
+}
+
 /// A client that trusts only `ca_pem` (ALPN is set by the connector).
 fn tls_client(ca_pem: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
@@ -97,14 +108,7 @@ async fn https_get(
 async fn https_over_http1_and_http2_reaches_the_upstream() {
     let pki = pki();
     let dir = tempfile::tempdir().expect("dir");
-    let cert = write(dir.path(), "cert.pem", &pki.cert_pem);
-    let key = write(dir.path(), "key.pem", &pki.key_pem);
-    let upstream = RecordingUpstream::start().await;
-    let gate = GateProcess::start(&config_for(
-        &upstream.url(),
-        &format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
-    ))
-    .await;
+    let (upstream, gate) = tls_gate(&pki, dir.path()).await;
     let url = format!("https://127.0.0.1:{}/public/x", gate.addr.port());
 
     let (status, version, body) = https_get(tls_client(&pki.ca_pem), &url, false).await;
@@ -149,14 +153,7 @@ fn tls11_client_hello() -> Vec<u8> {
 async fn a_client_offering_only_tls_1_1_is_refused() {
     let pki = pki();
     let dir = tempfile::tempdir().expect("dir");
-    let cert = write(dir.path(), "cert.pem", &pki.cert_pem);
-    let key = write(dir.path(), "key.pem", &pki.key_pem);
-    let upstream = RecordingUpstream::start().await;
-    let gate = GateProcess::start(&config_for(
-        &upstream.url(),
-        &format!("[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
-    ))
-    .await;
+    let (upstream, gate) = tls_gate(&pki, dir.path()).await;
 
     let mut stream = tokio::net::TcpStream::connect(gate.addr)
         .await
