@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::body::{self, Body};
 use crate::config::UpstreamTarget;
@@ -27,20 +28,25 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// How recent the upstream's last answer must be for `/readyz`.
 pub const READY_WINDOW_SECS: u64 = 15;
 
-/// Serve the admin endpoints on `listener` until `shutdown` completes.
+/// Admin connections open at once at most; more are closed at once. Probes
+/// and scrapes need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve the admin endpoints on `listener` until `shutdown` completes. Each
+/// connection serves one request and closes, so none sits idle holding
+/// one of the [`MAX_CONNECTIONS`].
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    while let Some((stream, peer)) =
+        crate::server::accept_or_shutdown(&listener, &mut shutdown, "admin").await
+    {
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, "admin connection limit reached; closing a new connection");
+            continue;
         };
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
@@ -50,9 +56,11 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }

@@ -81,18 +81,9 @@ pub async fn serve_on(
             },
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off rather
-                    // than spin, and keep serving the connections we have.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let Some((stream, peer)) = accept_or_shutdown(&listener, &mut shutdown, "public").await
+        else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let accepted = Accepted {
@@ -144,6 +135,29 @@ pub async fn serve_on(
         }
     }
     Ok(())
+}
+
+/// The next connection on `listener`, or `None` once `shutdown` completes
+/// (then do not poll it again). A failed accept (out of file descriptors
+/// and the like) is logged under `name` and retried after a pause, rather
+/// than spun on; the connections already open keep being served.
+pub(crate) async fn accept_or_shutdown<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    shutdown: &mut Pin<&mut F>,
+    name: &'static str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => return Some(pair),
+                Err(error) => {
+                    tracing::warn!(%error, listener = name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.as_mut() => return None,
+        }
+    }
 }
 
 /// An accepted connection and what serving it needs, on whichever worker

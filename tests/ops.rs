@@ -139,6 +139,72 @@ async fn readyz_fails_while_the_upstream_is_down() {
 }
 
 #[tokio::test]
+async fn the_admin_port_caps_its_connections_and_closes_each_after_one_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(
+        &dir,
+        &config_for(&upstream.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let gate = BinaryProcess::start(&path);
+    let admin = admin_addr(&gate);
+    // A raw GET /healthz on a new connection: what came back before the
+    // gate closed it (nothing when it was refused: a close, or a reset as
+    // the request was still unread).
+    let healthz = || async {
+        let mut stream = tokio::net::TcpStream::connect(admin)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: admin\r\n\r\n")
+            .await
+            .expect("write");
+        let mut reply = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut reply));
+        match read.await.expect("closed, not left open") {
+            Ok(_) => reply,
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => String::new(),
+            Err(error) => panic!("read: {error}"),
+        }
+    };
+    // One answer per connection, then the gate closes it.
+    let reply = healthz().await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("ok\n"), "{reply}");
+
+    // Every slot taken by a connection that says nothing...
+    let mut idle = Vec::new();
+    for _ in 0..portal_gate::admin::MAX_CONNECTIONS {
+        idle.push(
+            tokio::net::TcpStream::connect(admin)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so the next one is closed unanswered, and the gate says why.
+    assert_eq!(healthz().await, "");
+    gate.wait_for_log("admin connection limit reached");
+    // Slots free up as the idle connections go.
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = healthz().await;
+        if reply.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The public port never shared the admin's limit.
+    assert_eq!(
+        get(&gate.url("/public/x")).send().await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn access_logs_carry_decisions_but_never_a_credential() {
     let upstream = RecordingUpstream::start().await;
     let dir = tempfile::tempdir().expect("dir");
