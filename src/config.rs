@@ -287,9 +287,11 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read: {e}")))?;
         let mut config = Config::parse(&text, path)?;
-        // The config file as it was before `text` was read, not as `parse`
-        // found it a moment later.
-        config.watched[0].as_read = as_read;
+        // The config file (always the first watched) as it was before
+        // `text` was read, not as `parse` found it a moment later.
+        if let Some(file) = config.watched.first_mut() {
+            file.as_read = as_read;
+        }
         Ok(config)
     }
 
