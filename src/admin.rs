@@ -29,37 +29,53 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub const READY_WINDOW_SECS: u64 = 15;
 
 /// Admin connections open at once at most; more are closed at once. Probes
-/// and scrapes need a handful.
-pub const MAX_CONNECTIONS: usize = 64;
+/// and scrapes need a handful; the bound keeps a flood of admin
+/// connections from using up the descriptors the public port needs.
+pub const MAX_CONNECTIONS: usize = 256;
 
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long one admin connection may last in all, however slowly its
+/// client reads the answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serve the admin endpoints on `listener` until `shutdown` completes. Each
-/// connection serves one request and closes, so none sits idle holding
-/// one of the [`MAX_CONNECTIONS`].
+/// connection serves one request and closes, within
+/// [`CONNECTION_TIMEOUT`], so a slot of the [`MAX_CONNECTIONS`] is never
+/// held for long.
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Whether connections are being refused: logged when it starts and
+    // ends, not once per connection of a flood.
+    let mut refusing = false;
     while let Some((stream, peer)) =
         crate::server::accept_or_shutdown(&listener, &mut shutdown, "admin").await
     {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, "admin connection limit reached; closing a new connection");
+            if !refusing {
+                tracing::warn!(%peer, max = MAX_CONNECTIONS, "admin connection limit reached; closing new connections");
+                refusing = true;
+            }
             continue;
         };
+        if refusing {
+            tracing::info!("admin connections accepted again");
+            refusing = false;
+        }
         let gate = Arc::clone(&gate);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gate = Arc::clone(&gate);
                 async move { Ok::<_, Infallible>(answer(&gate, &request)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
             drop(permit);
         });
     }
