@@ -295,7 +295,23 @@ impl Config {
         Ok(config)
     }
 
-    /// Validate config `text` as if read from `path`.
+    /// The files the config file at `path` names (itself, `file =` secrets,
+    /// TLS and CA files), read whether or not the config is valid: what to
+    /// watch for the change that may mend a refused config.
+    pub fn named_files(path: &Path) -> Vec<PathBuf> {
+        let text = std::fs::metadata(path)
+            .ok()
+            .filter(|meta| meta.len() <= MAX_CONFIG_BYTES)
+            .and_then(|_| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        compile::named_files(&text, path)
+    }
+
+    /// Validate config `text` as if read from `path`. The files it reads
+    /// (secrets, TLS, CA) are fingerprinted as they are read, and `path`
+    /// when this is called: a caller that read `text` from `path` itself
+    /// and wants `--watch` to see every later edit should use
+    /// [`Config::load`], which fingerprints the file before reading it.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         compile::parse(text, path)
     }

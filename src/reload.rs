@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{fingerprint, Fingerprint, WatchedFile};
+use crate::config::{fingerprint, Config, Fingerprint};
 use crate::state::Gate;
 
 /// How often watched files are looked at.
@@ -61,49 +61,81 @@ pub fn on_sighup(gate: Arc<Gate>) -> std::io::Result<impl std::future::Future<Ou
 /// The task that reloads whenever a file the config depends on changes,
 /// forever. It compares against the files as they were when the config in
 /// force read them, so a change made at any time after that counts, even
-/// before the task first runs.
+/// before the task first runs, and a reload by SIGHUP moves what it
+/// compares against with it.
 pub async fn watch_files(gate: Arc<Gate>, interval: Duration) {
-    let mut seen = as_read(&gate.config().watched);
+    let mut refused: Option<Refused> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         // `stat` can hang on a stuck network mount: never on a worker.
         let watched = Arc::clone(&gate);
-        let previous = seen.clone();
+        let previous = refused.take();
         match tokio::task::spawn_blocking(move || look_once(&watched, previous)).await {
-            Ok(next) => seen = next,
+            Ok(next) => refused = next,
             Err(error) => tracing::error!(%error, "file watch task failed"),
         }
     }
 }
 
-/// One look at the watched files: reload if any changed since `seen`, and
-/// return what to compare against next time.
-fn look_once(gate: &Gate, seen: Vec<(PathBuf, Fingerprint)>) -> Vec<(PathBuf, Fingerprint)> {
-    let now: Vec<_> = gate
-        .config()
-        .watched
-        .iter()
-        .map(|file| (file.path.clone(), fingerprint(&file.path)))
-        .collect();
-    if now == seen {
-        return seen;
-    }
-    if reload_and_log(gate, "file change") {
-        // What the new config depends on (a reload may add or drop secret
-        // files), as its reload read them: a change that landed during the
-        // reload is seen on the next tick, not lost.
-        as_read(&gate.config().watched)
-    } else {
-        // Refused: try again on the next change, not on every tick.
-        now
-    }
+/// A reload the watch tried and the gate refused: what the files looked
+/// like then, so the same broken state is not retried on every tick.
+struct Refused {
+    /// The config that stayed in force; a reload since (say by SIGHUP)
+    /// makes this moot.
+    in_force: Arc<Config>,
+    /// The files of the config in force and those the refused config
+    /// names (a secret file it needs may appear later), as they were.
+    seen: Vec<(PathBuf, Fingerprint)>,
 }
 
-fn as_read(files: &[WatchedFile]) -> Vec<(PathBuf, Fingerprint)> {
-    files
-        .iter()
-        .map(|file| (file.path.clone(), file.as_read))
+/// One look at the watched files: reload if any changed since the config
+/// in force read them, or since a refused reload. Returns the refusal to
+/// remember, if this look made one.
+fn look_once(gate: &Gate, refused: Option<Refused>) -> Option<Refused> {
+    let config = gate.config();
+    let (seen, still_refused) = match refused {
+        Some(refused) if Arc::ptr_eq(&refused.in_force, &config) => (refused.seen, true),
+        _ => (
+            config
+                .watched
+                .iter()
+                .map(|file| (file.path.clone(), file.as_read))
+                .collect(),
+            false,
+        ),
+    };
+    let now = fingerprints(seen.iter().map(|(path, _)| path.clone()));
+    if now == seen {
+        return still_refused.then_some(Refused {
+            in_force: config,
+            seen,
+        });
+    }
+    // The files the new config names, as they are before the reload reads
+    // them, for the case it is refused.
+    let named = fingerprints(Config::named_files(&config.source).into_iter());
+    if reload_and_log(gate, "file change") {
+        return None;
+    }
+    let mut seen = now;
+    for (path, print) in named {
+        if !seen.iter().any(|(known, _)| *known == path) {
+            seen.push((path, print));
+        }
+    }
+    Some(Refused {
+        in_force: gate.config(),
+        seen,
+    })
+}
+
+fn fingerprints(paths: impl Iterator<Item = PathBuf>) -> Vec<(PathBuf, Fingerprint)> {
+    paths
+        .map(|path| {
+            let print = fingerprint(&path);
+            (path, print)
+        })
         .collect()
 }

@@ -281,6 +281,62 @@ async fn watch_sees_a_change_made_after_the_config_was_read_even_before_it_began
     watch.abort();
 }
 
+#[tokio::test]
+async fn watch_retries_a_refused_config_when_the_file_it_lacked_appears_not_every_tick() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let gate = BinaryProcess::start_with(&path, &["--watch"]);
+    let wait_for_count = |needle: &str, count: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while gate.count_log(needle) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not logged {count} times"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // The config names a second secret's file before the file exists (a
+    // Kubernetes ConfigMap updated before its Secret): refused, once.
+    let new_secret = dir.path().join("k2.secret");
+    let extra = format!(
+        "[[secrets]]\nid = \"k2\"\nfile = \"{}\"\n",
+        new_secret.display()
+    );
+    std::fs::write(&path, config_for(&upstream.url(), &extra)).expect("edit");
+    wait_for_count("reload refused", 1);
+    std::thread::sleep(Duration::from_millis(2_500)); // two more looks
+    assert_eq!(gate.count_log("reload refused"), 1, "retried every tick");
+
+    // The file appears: the same config now loads, and k2's tokens work.
+    std::fs::write(&new_secret, format!("{SECOND_SECRET}\n")).expect("secret");
+    wait_for_count("configuration reloaded", 1);
+    let now = portal_gate::gate::unix_now();
+    let k2 = token_with(
+        SECOND_SECRET,
+        "k2",
+        "ada@example.com",
+        ACCOUNT,
+        now,
+        now + 60,
+    );
+    assert_eq!(
+        get(&gate.url("/docs/")).bearer(&k2).send().await.status,
+        StatusCode::OK
+    );
+
+    // A reload by SIGHUP moves the watch's baseline with it: no second
+    // reload for the same files on the next look.
+    gate.signal("HUP");
+    wait_for_count("configuration reloaded", 2);
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(gate.count_log("configuration reloaded"), 2);
+    // The refusal and the first reload came from the watch.
+    assert_eq!(gate.count_log("cause=\"file change\""), 2);
+}
+
 /// A config whose public `/slow/**` pages the recording upstream answers
 /// after 2 s, with an upstream timeout long enough to wait for them.
 fn slow_config(upstream: &RecordingUpstream, dir: &tempfile::TempDir) -> std::path::PathBuf {

@@ -2,7 +2,7 @@
 //! and compiled, every error located by file, line and key.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -71,6 +71,33 @@ impl Locator<'_> {
             }),
         }
     }
+}
+
+/// The files config `text`, as if read from `path`, names: itself, `file =`
+/// secrets, the TLS certificate and key, the upstream CA file. Best effort,
+/// for watching a config that was refused, so it reads the TOML as plain
+/// tables, whatever else is wrong with it; text that is not TOML names
+/// only itself.
+pub(super) fn named_files(text: &str, path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return files;
+    };
+    let base = path.parent().unwrap_or(Path::new(""));
+    let string = |value: Option<&toml::Value>, key: &str| {
+        value
+            .and_then(|v| v.get(key))
+            .and_then(toml::Value::as_str)
+            .map(|file| base.join(file))
+    };
+    let secrets = table.get("secrets").and_then(toml::Value::as_array);
+    for secret in secrets.into_iter().flatten() {
+        files.extend(string(Some(secret), "file"));
+    }
+    files.extend(string(table.get("tls"), "cert"));
+    files.extend(string(table.get("tls"), "key"));
+    files.extend(string(table.get("upstream"), "ca_file"));
+    files
 }
 
 /// Validate config `text` as if read from `path`.
@@ -697,4 +724,47 @@ fn compile_pages(
         }
         at.error(span, &format!("pages[{}].path", e.index), message)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_files_lists_what_a_config_would_read_even_when_it_is_invalid() {
+        let path = Path::new("/etc/pg/config.toml");
+        let text = r#"
+            [upstream]
+            url = "https://portal.internal"
+            ca_file = "ca.pem"
+            [verification]
+            account_id = "acct"
+            [[secrets]]
+            id = "a"
+            value = "inline"
+            [[secrets]]
+            id = "b"
+            file = "/run/secrets/b"
+            [tls]
+            cert = "tls/cert.pem"
+            key = "tls/key.pem"
+            [[pages]]
+            path = "/x/**"
+            access = "no-such-access"
+        "#;
+        // Not a valid config (the page's access), but its files are named.
+        assert!(parse(text, path).is_err());
+        let names: Vec<PathBuf> = [
+            "/etc/pg/config.toml",
+            "/run/secrets/b",
+            "/etc/pg/tls/cert.pem",
+            "/etc/pg/tls/key.pem",
+            "/etc/pg/ca.pem",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(named_files(text, path), names);
+        assert_eq!(named_files("not [toml", path), vec![path.to_path_buf()]);
+    }
 }
