@@ -67,22 +67,9 @@ async fn released_page_frames_the_portal_across_sites() {
 
     // A restricted page without a token: refused, and the host is told.
     browser.goto(&host.page("/roadmap/", None)).await;
-    let status = browser
-        .wait_for(
-            "portal-gate:auth-required without a token",
-            "document.body.dataset.authRequired",
-        )
-        .await;
+    let status = auth_required(&browser, "without a token").await;
     assert_eq!(status, "401");
-    browser.enter_embed().await;
-    let h1s = browser
-        .script("return [...document.querySelectorAll('h1')].map(h => h.textContent)")
-        .await;
-    assert!(
-        !h1s.as_array().into_iter().flatten().any(|h| h == "Roadmap"),
-        "restricted content shown without a token: {h1s}"
-    );
-    browser.leave_frames().await;
+    assert_frame_hides_roadmap(&browser, "restricted content shown without a token").await;
 
     // An expired token: refused the same way, so the host can fetch a new one.
     let now = portal_gate::gate::unix_now();
@@ -95,12 +82,7 @@ async fn released_page_frames_the_portal_across_sites() {
         now - 600,
     );
     browser.goto(&host.page("/roadmap/", Some(&expired))).await;
-    let status = browser
-        .wait_for(
-            "portal-gate:auth-required for an expired token",
-            "document.body.dataset.authRequired",
-        )
-        .await;
+    let status = auth_required(&browser, "for an expired token").await;
     assert_eq!(status, "401");
 
     // A valid token of a user the page does not admit: 403, passed on.
@@ -108,12 +90,7 @@ async fn released_page_frames_the_portal_across_sites() {
     browser
         .goto(&host.page("/internal/", Some(&outsider)))
         .await;
-    let status = browser
-        .wait_for(
-            "portal-gate:auth-required for a user the page does not admit",
-            "document.body.dataset.authRequired",
-        )
-        .await;
+    let status = auth_required(&browser, "for a user the page does not admit").await;
     assert_eq!(status, "403");
 
     // A valid token: the restricted page renders with the portal's styles,
@@ -184,22 +161,9 @@ async fn released_page_frames_the_portal_across_sites() {
             "document.querySelector('released-page').removeAttribute('auth-token'); return null",
         )
         .await;
-    let status = browser
-        .wait_for(
-            "portal-gate:auth-required once the token was removed",
-            "document.body.dataset.authRequired",
-        )
-        .await;
+    let status = auth_required(&browser, "once the token was removed").await;
     assert_eq!(status, "401");
-    browser.enter_embed().await;
-    let h1s = browser
-        .script("return [...document.querySelectorAll('h1')].map(h => h.textContent)")
-        .await;
-    assert!(
-        !h1s.as_array().into_iter().flatten().any(|h| h == "Roadmap"),
-        "the old session still shows the roadmap: {h1s}"
-    );
-    browser.leave_frames().await;
+    assert_frame_hides_roadmap(&browser, "the old session still shows the roadmap").await;
 
     // The demo page, on the gate's own site: without a token its log shows
     // the refusal; a token in its fragment reloads the element, which then
@@ -231,6 +195,28 @@ async fn released_page_frames_the_portal_across_sites() {
         .await;
     browser.quit().await;
     gate.stop().await;
+}
+
+/// The status the host page recorded from `portal-gate:auth-required`,
+/// once it has; `when` names the case in a timeout's message.
+async fn auth_required(browser: &Browser, when: &str) -> String {
+    let what = format!("portal-gate:auth-required {when}");
+    browser
+        .wait_for(&what, "document.body.dataset.authRequired")
+        .await
+}
+
+/// Assert that the embedded frame shows no Roadmap heading.
+async fn assert_frame_hides_roadmap(browser: &Browser, why: &str) {
+    browser.enter_embed().await;
+    let h1s = browser
+        .script("return [...document.querySelectorAll('h1')].map(h => h.textContent)")
+        .await;
+    assert!(
+        !h1s.as_array().into_iter().flatten().any(|h| h == "Roadmap"),
+        "{why}: {h1s}"
+    );
+    browser.leave_frames().await;
 }
 
 /// Whether Chromium and chromedriver are installed. Skips loudly without
