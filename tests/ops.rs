@@ -27,11 +27,7 @@ fn admin_addr(gate: &BinaryProcess) -> SocketAddr {
 #[tokio::test]
 async fn health_readiness_and_metrics_on_the_admin_port() {
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(
-        &dir,
-        &config_for(&upstream.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n"),
-    );
+    let (_dir, path) = config_file(&upstream.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n");
     let gate = BinaryProcess::start(&path);
     let admin = admin_addr(&gate);
     let admin_url = |p: &str| format!("http://{admin}{p}");
@@ -122,11 +118,7 @@ async fn readyz_fails_while_the_upstream_is_down() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(
-        &dir,
-        &config_for(&dead, "[admin]\nlisten = \"127.0.0.1:0\"\n"),
-    );
+    let (_dir, path) = config_file(&dead, "[admin]\nlisten = \"127.0.0.1:0\"\n");
     let gate = BinaryProcess::start(&path);
     let admin = admin_addr(&gate);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -142,11 +134,7 @@ async fn readyz_fails_while_the_upstream_is_down() {
 async fn the_admin_port_caps_its_connections_and_closes_each_after_one_answer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(
-        &dir,
-        &config_for(&upstream.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n"),
-    );
+    let (_dir, path) = config_file(&upstream.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n");
     let gate = BinaryProcess::start(&path);
     let admin = admin_addr(&gate);
     // A raw GET /healthz on a new connection: what came back before the
@@ -218,8 +206,7 @@ async fn the_admin_port_caps_its_connections_and_closes_each_after_one_answer() 
 #[tokio::test]
 async fn access_logs_carry_decisions_but_never_a_credential() {
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let (_dir, path) = config_file(&upstream.url(), "");
     let gate = BinaryProcess::start_with(&path, &["--log-format", "json"]);
 
     // A full flow: mint, exchange in the URL, the session cookie, a header token.
@@ -290,11 +277,7 @@ async fn access_logs_carry_decisions_but_never_a_credential() {
 #[tokio::test]
 async fn log_user_email_puts_the_email_in_access_logs() {
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(
-        &dir,
-        &config_for(&upstream.url(), "log_user_email = true\n"),
-    );
+    let (_dir, path) = config_file(&upstream.url(), "log_user_email = true\n");
     let gate = BinaryProcess::start_with(&path, &["--log-format", "json"]);
     let token = token_for("ada@example.com");
     assert_eq!(
@@ -309,8 +292,7 @@ async fn log_user_email_puts_the_email_in_access_logs() {
 #[tokio::test]
 async fn replicas_share_nothing_but_the_config() {
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let (_dir, path) = config_file(&upstream.url(), "");
     let first = BinaryProcess::start(&path);
     let second = BinaryProcess::start(&path);
     assert_ne!(first.addr, second.addr);

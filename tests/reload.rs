@@ -250,8 +250,7 @@ async fn watch_reloads_when_a_secret_file_changes() {
 #[tokio::test]
 async fn watch_sees_a_change_made_after_the_config_was_read_even_before_it_began() {
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let (_dir, path) = config_file(&upstream.url(), "");
     let config = portal_gate::config::Config::load(&path).expect("config");
     let first = config.version.clone();
     // The edit lands after the config was read and before the watch takes
@@ -284,8 +283,7 @@ async fn watch_sees_a_change_made_after_the_config_was_read_even_before_it_began
 #[tokio::test]
 async fn watch_retries_a_refused_config_when_the_file_it_lacked_appears_not_every_tick() {
     let upstream = RecordingUpstream::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = write_config(&dir, &config_for(&upstream.url(), ""));
+    let (dir, path) = config_file(&upstream.url(), "");
     let gate = BinaryProcess::start_with(&path, &["--watch"]);
     let wait_for_count = |needle: &str, count: usize| {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

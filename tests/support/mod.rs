@@ -363,6 +363,14 @@ pub async fn mint_at(api_url: &str, email: &str) -> String {
     json["token"].as_str().expect("token").to_string()
 }
 
+/// `config_for(upstream_url, extra)` written to a new temporary directory:
+/// the directory (the file goes with it) and the file.
+pub fn config_file(upstream_url: &str, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_config(&dir, &config_for(upstream_url, extra));
+    (dir, path)
+}
+
 /// Write `text` as `gate.toml` in `dir`, by write-then-rename as editors and
 /// config managers do, so a watching gate never reads half a file.
 pub fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
