@@ -200,6 +200,8 @@ mod tests {
             } else {
                 "odd".into()
             },
+            purpose: crate::keys::Purpose::Token,
+            key_fingerprint: [0; 16],
         })
     }
 

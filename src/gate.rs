@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap};
 
 use crate::cache::TokenCache;
 use crate::config::{Config, DefaultAccess};
+use crate::keys::Purpose;
 use crate::reject::Reason;
 use crate::rules::{Access, PageRule};
 use crate::token::{self, Opened, TokenError};
@@ -58,12 +59,19 @@ pub enum Credential<'a> {
 }
 
 impl Credential<'_> {
-    /// The sealed string, as the cache keys it (the prefixes `pg1.` and
-    /// `pgs1.` keep tokens and sessions apart).
+    /// The sealed string, as the cache keys it.
     pub fn as_str(&self) -> &str {
         match self {
             Credential::Token(token) => token,
             Credential::Session(session) => session,
+        }
+    }
+
+    /// What it must have been sealed as to count.
+    pub fn purpose(&self) -> Purpose {
+        match self {
+            Credential::Token(_) => Purpose::Token,
+            Credential::Session(_) => Purpose::Session,
         }
     }
 }
@@ -161,7 +169,13 @@ pub fn verify(
     if sealed.len() > config.limits.max_token_len {
         return Err(Reason::InvalidToken(TokenError::TooLong));
     }
-    if let Some(opened) = cache.get(sealed) {
+    // A hit counts only for what the entry was opened as: a session
+    // cookie's value offered as a URL token is not a token (the string is
+    // the same, so the cache alone cannot tell them apart).
+    let hit = cache
+        .get(sealed)
+        .filter(|opened| opened.purpose == credential.purpose());
+    if let Some(opened) = hit {
         return match validate(config, &opened, now) {
             Ok(()) => Ok(opened),
             Err(reason) => {
@@ -263,6 +277,10 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn config() -> Config {
+        Config::parse(&config_text(), Path::new("test.toml")).expect("valid")
+    }
+
+    fn config_text() -> String {
         let text = r#"
 [upstream]
 url = "http://127.0.0.1:9"
@@ -287,7 +305,7 @@ path = "/staff/**"
 access = "verified"
 allow_domains = ["example.com"]
 "#;
-        Config::parse(text, Path::new("test.toml")).expect("valid")
+        text.to_string()
     }
 
     fn token(config: &Config, key: &str, account: &str, email: &str, iat: u64, exp: u64) -> String {
@@ -374,6 +392,56 @@ allow_domains = ["example.com"]
             Some(Reason::InvalidToken(TokenError::Expired))
         );
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_cached_entry_counts_only_as_what_it_was_opened_as() {
+        let c = config();
+        let cache = TokenCache::new(100);
+        let t = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
+        let opened = token::open(&c.secrets, &t).expect("opens");
+        let claims = crate::session::session_claims(&opened, NOW, 3600);
+        let session = token::mint_session(c.secrets.primary(), &claims);
+        let t = Credential::Token(t.into());
+        assert!(verify(&c, &cache, &Credential::Session(&session), NOW).is_ok());
+        assert!(verify(&c, &cache, &t, NOW).is_ok());
+        assert_eq!(cache.len(), 2);
+        // Each string, cached, offered as the other kind: refused.
+        let session_as_token = Credential::Token(session.as_str().into());
+        assert_eq!(
+            verify(&c, &cache, &session_as_token, NOW).err(),
+            Some(Reason::InvalidToken(TokenError::Malformed))
+        );
+        let token_as_session = Credential::Session(t.as_str());
+        assert_eq!(
+            verify(&c, &cache, &token_as_session, NOW).err(),
+            Some(Reason::InvalidToken(TokenError::Malformed))
+        );
+        // And each still counts as itself.
+        assert!(verify(&c, &cache, &Credential::Session(&session), NOW).is_ok());
+        assert!(verify(&c, &cache, &t, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_cached_token_stops_counting_when_its_secret_id_gets_another_value() {
+        let old = config();
+        let cache = TokenCache::new(100);
+        let t = token(&old, "live", "acct", "a@example.com", NOW, NOW + 300);
+        let t = Credential::Token(t.into());
+        // A request that started on the old config caches the token after
+        // the reload already pruned the cache: the new config must still
+        // refuse it, on the hit.
+        let new = Config::parse(
+            &config_text().replace("live-secret", "rotated-after-a-leak"),
+            Path::new("test.toml"),
+        )
+        .expect("valid");
+        assert!(verify(&old, &cache, &t, NOW).is_ok());
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            verify(&new, &cache, &t, NOW).err(),
+            Some(Reason::InvalidToken(TokenError::UnknownKey))
+        );
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct TokenKey {
     session_cipher: XChaCha20Poly1305,
     /// Rotation: after this instant the key no longer opens tokens.
     not_after: Option<SystemTime>,
+    /// Tells this key from one derived from another value under the same
+    /// id: a one-way hash of the secret, stable across reloads.
+    fingerprint: [u8; 16],
 }
 
 impl TokenKey {
@@ -131,12 +134,26 @@ impl TokenKey {
         let mut key = derive_key(secret, Purpose::Session);
         let session_cipher = XChaCha20Poly1305::new(&key.into());
         wipe(&mut key);
+        let digest = Sha256::new()
+            .chain_update(b"portal-gate key fingerprint\0")
+            .chain_update(secret)
+            .finalize();
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(&digest[..16]);
         TokenKey {
             id: id.into(),
             cipher,
             session_cipher,
             not_after,
+            fingerprint,
         }
+    }
+
+    /// Which secret value this key came from (not the value, nor enough to
+    /// find it): what a token opened by this key remembers, so that a
+    /// cached token stops verifying once its id holds another value.
+    pub fn fingerprint(&self) -> [u8; 16] {
+        self.fingerprint
     }
 
     /// The id of the secret this key was derived from.

@@ -154,6 +154,11 @@ pub struct Opened {
     pub claims: Claims,
     /// Id of the secret whose key verified the token.
     pub key_id: Box<str>,
+    /// A token or a session cookie: each is only ever honoured as what it
+    /// was opened as, cached or not.
+    pub purpose: Purpose,
+    /// [`TokenKey::fingerprint`] of the key that opened it.
+    pub key_fingerprint: [u8; 16],
 }
 
 /// Mints a token for `claims` under `key`, with a fresh random nonce from the
@@ -318,6 +323,8 @@ fn unseal(purpose: Purpose, ring: &SecretRing, token: &str) -> Result<Opened, To
     Ok(Opened {
         claims,
         key_id: key.id().into(),
+        purpose,
+        key_fingerprint: key.fingerprint(),
     })
 }
 
@@ -339,14 +346,18 @@ impl Claims {
 impl Opened {
     /// Everything that depends on the clock or on the current ring, for a
     /// freshly opened or a cached token: the key must still be configured
-    /// (`UnknownKey`) and live (`ExpiredKey`), then [`Claims::check_time`].
+    /// with the same value (`UnknownKey`) and live (`ExpiredKey`), then
+    /// [`Claims::check_time`].
     pub fn check(
         &self,
         ring: &SecretRing,
         now: SystemTime,
         skew_secs: u64,
     ) -> Result<(), TokenError> {
-        let key = ring.get(&self.key_id).ok_or(TokenError::UnknownKey)?;
+        let key = ring
+            .get(&self.key_id)
+            .filter(|key| key.fingerprint() == self.key_fingerprint)
+            .ok_or(TokenError::UnknownKey)?;
         if !key.is_live(now) {
             return Err(TokenError::ExpiredKey);
         }

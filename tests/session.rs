@@ -161,9 +161,23 @@ async fn sessions_and_tokens_cannot_stand_in_for_each_other() {
     let reply = sign_in(&gate, "ada@example.com").send().await;
     let cookie = session_cookie(&reply);
     let sealed = cookie.split_once('=').expect("pair").1.to_string();
+    // Used once as a cookie, the session is in the decrypt cache: that
+    // must not make it count as anything else.
+    let page = get(&gate.url("/docs/"))
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
     // The session's value as a bearer token: refused.
     let as_token = get(&gate.url("/docs/")).bearer(&sealed).send().await;
     assert_eq!(as_token.status, StatusCode::UNAUTHORIZED);
+    // As a URL token in a navigation: refused, not traded for a new
+    // session (which would renew it forever).
+    let renewed = navigate(&gate.url(&format!("/docs/?auth-token={sealed}")))
+        .send()
+        .await;
+    assert_eq!(renewed.status, StatusCode::UNAUTHORIZED);
+    assert!(renewed.header("set-cookie").is_none());
     // A token as the cookie's value: refused.
     let token = token_for("ada@example.com");
     let as_cookie = get(&gate.url("/docs/"))
@@ -178,7 +192,7 @@ async fn sessions_and_tokens_cannot_stand_in_for_each_other() {
         .send()
         .await;
     assert_eq!(two.status, StatusCode::BAD_REQUEST);
-    assert!(upstream.seen().is_empty());
+    assert_eq!(upstream.seen().len(), 1, "only the page the cookie opened");
     gate.stop().await;
 }
 
