@@ -45,38 +45,50 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 
 /// The session cookie's value, if the request carries one. Several copies
 /// (a stale one from another path, say) are refused by the caller as
-/// conflicting credentials, so this returns them all.
+/// conflicting credentials, so this returns them all. `Cookie` headers are
+/// read as bytes, so another cookie's non-ASCII value cannot hide the
+/// session; a session value that is not UTF-8 comes back empty, which no
+/// session opens.
 pub fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE_NAME).then_some(value.trim())
+            let (name, value) = split_pair(pair)?;
+            (name == COOKIE_NAME.as_bytes()).then(|| std::str::from_utf8(value).unwrap_or(""))
         })
 }
 
+/// A `name=value` cookie pair, both trimmed of spaces and tabs.
+fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = pair.iter().position(|&b| b == b'=')?;
+    Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+}
+
 /// Remove the session cookie from `Cookie` headers, keeping every other
-/// cookie for the upstream.
+/// cookie (whatever its bytes) for the upstream.
 pub fn strip_cookie(headers: &mut HeaderMap) {
-    let kept: Vec<String> = headers
+    let kept: Vec<Vec<u8>> = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
         .map(|v| {
-            v.split(';')
-                .map(str::trim)
-                .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(COOKIE_NAME))
-                .collect::<Vec<_>>()
-                .join("; ")
+            let pairs: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .map(<[u8]>::trim_ascii)
+                .filter(|pair| {
+                    !pair.is_empty()
+                        && split_pair(pair).is_none_or(|(name, _)| name != COOKIE_NAME.as_bytes())
+                })
+                .collect();
+            pairs.join(&b"; "[..])
         })
         .filter(|v| !v.is_empty())
         .collect();
     headers.remove(header::COOKIE);
     for value in kept {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
             headers.append(header::COOKIE, value);
         }
     }
@@ -188,6 +200,28 @@ mod tests {
         strip_cookie(&mut h);
         let left: Vec<_> = h.get_all(header::COOKIE).iter().collect();
         assert_eq!(left, vec!["a=1; b=2"]);
+    }
+
+    #[test]
+    fn a_non_ascii_cookie_does_not_hide_the_session_from_the_strip() {
+        let mut h = HeaderMap::new();
+        let value = b"a=caf\xc3\xa9; __Host-portal-gate-session=pgs1.k.x;b=2";
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(value).expect("obs-text"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b" __Host-portal-gate-session = pgs1.k.\xff")
+                .expect("obs-text"),
+        );
+        let found: Vec<&str> = cookie_values(&h).collect();
+        // The second is no UTF-8: empty, so it cannot open.
+        assert_eq!(found, vec!["pgs1.k.x", ""]);
+        strip_cookie(&mut h);
+        let left: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].as_bytes(), b"a=caf\xc3\xa9; b=2");
     }
 
     #[test]
