@@ -34,10 +34,13 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers by which an upstream may learn who the user is or where the
-/// request came from. Only the gate sets them; client copies are removed in
-/// any case, and in the `_` spelling some servers fold into `-`.
-const GATE_OWNED: [&str; 12] = [
+/// Headers by which an upstream may learn who the user is, where the
+/// request came from, or which path it was "really" for (IIS, Symfony and
+/// Laravel route on `X-Original-URL` and `X-Rewrite-URL`, which would let a
+/// public path serve a restricted one). Only the gate sets the identity and
+/// forwarding ones; client copies of all are removed in any case, and in
+/// the `_` spelling some servers fold into `-`.
+const GATE_OWNED: [&str; 19] = [
     "x-forwarded-email",
     "x-forwarded-user",
     "x-forwarded-preferred-username",
@@ -50,6 +53,13 @@ const GATE_OWNED: [&str; 12] = [
     "forwarded",
     "x-auth-request-email",
     "x-auth-request-user",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
 ];
 
 /// The verified user's email, set by the gate.

@@ -134,8 +134,9 @@ fn admits(path: &str) -> Admits {
     }
 }
 
-/// Names only the gate may set, in the spelling it sets them.
-const GATE_OWNED: [&str; 12] = [
+/// Names only the gate may set (or nobody: path overrides), in the
+/// spelling it sets them.
+const GATE_OWNED: [&str; 19] = [
     "x-forwarded-email",
     "x-forwarded-user",
     "x-forwarded-preferred-username",
@@ -148,6 +149,13 @@ const GATE_OWNED: [&str; 12] = [
     "forwarded",
     "x-auth-request-email",
     "x-auth-request-user",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
 ];
 
 /// The problems with one request the upstream saw, if any.
@@ -195,13 +203,17 @@ fn violations(seen: &Seen) -> Vec<String> {
     if forwarded_for != ["127.0.0.1"] {
         problems.push(format!("x-forwarded-for is {forwarded_for:?}"));
     }
-    for name in [
-        "forwarded",
-        "x-real-ip",
-        "x-auth-request-email",
-        "x-auth-request-user",
-    ] {
-        if seen.headers.contains_key(name) {
+    // The gate sets these itself (checked above); a client's copy of any
+    // other must never get through.
+    let set_by_gate = [
+        "x-forwarded-email",
+        "x-forwarded-user",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    ];
+    for name in GATE_OWNED.iter().filter(|name| !set_by_gate.contains(name)) {
+        if seen.headers.contains_key(*name) {
             problems.push(format!("client's {name} reached the upstream"));
         }
     }
@@ -644,6 +656,8 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         case("X-Real-IP", "GET /public/j", vec!["X-Real-IP: 10.0.0.1".into()], 200, Some("/public/j"), None),
         case("X-Forwarded-Host", "GET /public/k", vec!["X-Forwarded-Host: evil.example".into()], 200, Some("/public/k"), None),
         case("auth-request headers", "GET /docs/l", vec!["X-Auth-Request-Email: ceo@example.com".into(), "X-Auth-Request-User: ceo".into(), bearer_line(&ada)], 200, Some("/docs/l"), Some("ada@example.com")),
+        case("path overrides on a public page", "GET /public/o", vec!["X-Original-URL: /board/minutes".into(), "X-Rewrite-URL: /board/minutes".into(), "X-Original-URI: /board/minutes".into(), "X-Forwarded-Prefix: /board".into(), "X-Forwarded-Uri: /board/minutes".into()], 200, Some("/public/o"), None),
+        case("auth-request groups and username", "GET /docs/p", vec!["X-Auth-Request-Groups: admins".into(), "X-Auth-Request-Preferred-Username: ceo".into(), bearer_line(&ada)], 200, Some("/docs/p"), Some("ada@example.com")),
         case("user header alone", "GET /docs/m", vec!["X-Forwarded-User: ceo@example.com".into(), bearer_line(&ada)], 200, Some("/docs/m"), Some("ada@example.com")),
         case("space before the colon", "GET /public/n", vec!["X-Forwarded-Email : ceo@example.com".into()], 400, None, None),
     ];
