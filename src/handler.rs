@@ -136,8 +136,13 @@ async fn answer<'c>(
         reason.into_response(audience)
     };
 
-    // A host this gate does not serve, or an oversized query: refuse early.
-    if !serves_host(config, &request) {
+    // One reading of the host, for public_hosts and X-Forwarded-Host; a
+    // host this gate does not serve, or an oversized query: refuse early.
+    let host = match requested_host(&request) {
+        Ok(host) => host,
+        Err(reason) => return refuse(trace, reason),
+    };
+    if !serves_host(config, host.as_ref()) {
         return refuse(trace, Reason::MisdirectedHost);
     }
     if request
@@ -218,7 +223,8 @@ async fn answer<'c>(
             .iter()
             .any(|net| net.contains(&conn.peer.ip())),
     };
-    let outgoing = match outgoing_request(request, path, client, places, identity.as_deref()) {
+    let outgoing = match outgoing_request(request, path, client, places, host, identity.as_deref())
+    {
         Ok(outgoing) => outgoing,
         Err(reason) => return refuse(trace, reason),
     };
@@ -279,6 +285,7 @@ fn outgoing_request(
     path: &str,
     client: ClientInfo,
     places: TokenPlaces,
+    host: Option<HeaderValue>,
     identity: Option<&crate::token::Opened>,
 ) -> Result<Outgoing, Reason> {
     // Rewrite the query only when it carried the token.
@@ -290,12 +297,6 @@ fn outgoing_request(
         None => request.uri().query(),
     };
     let (target, path_len) = Outgoing::target(path, query);
-    let host = request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
     if places.cookie {
         crate::session::strip_cookie(request.headers_mut());
     }
@@ -307,21 +308,43 @@ fn outgoing_request(
     })
 }
 
-/// Whether the request's host (`Host`, or the HTTP/2 `:authority`) is one
-/// the gate serves. An empty `public_hosts` list serves any host. Entries
+/// The host the client asked for: the request target's authority (an
+/// absolute-form HTTP/1.1 target, HTTP/2's `:authority`), else `Host`.
+/// Several `Host` headers, or a `Host` that names another host than the
+/// authority, are refused: `public_hosts` and `X-Forwarded-Host` must read
+/// the same host, and the upstream must not be told a different one.
+fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Reason> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reason::BadRequest("more than one Host header"));
+    }
+    let Some(authority) = request.uri().authority() else {
+        return Ok(host.cloned());
+    };
+    if host.is_some_and(|host| {
+        !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    }) {
+        return Err(Reason::BadRequest(
+            "the Host header names another host than the request target",
+        ));
+    }
+    HeaderValue::from_str(authority.as_str())
+        .map(Some)
+        .map_err(|_| Reason::BadRequest("the request target's host cannot be forwarded"))
+}
+
+/// Whether `host` (see [`requested_host`]) is one the gate serves. An empty
+/// `public_hosts` list serves any host, a missing one included. Entries
 /// without a port match the host on any port.
-fn serves_host(config: &Config, request: &Request<Incoming>) -> bool {
+fn serves_host(config: &Config, host: Option<&HeaderValue>) -> bool {
     if config.public_hosts.is_empty() {
         return true;
     }
-    let authority = match request.uri().authority() {
-        Some(authority) => Some(authority.clone()),
-        None => request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok()),
-    };
-    let Some(authority) = authority else {
+    let Some(authority) = host.and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+    else {
         return false;
     };
     let full = authority.as_str().to_ascii_lowercase();

@@ -423,9 +423,9 @@ const PATH_CASES: &[PathCase] = &[
     PathCase { name: "query that looks like a traversal", line: "GET /public?/../internal/x", anonymous: 200, outsider: 200, reaches: Some("/public?/../internal/x") },
     PathCase { name: "restricted path with a public-looking query", line: "GET /internal/x?/../../public", anonymous: 401, outsider: 403, reaches: None },
     // Absolute-form: hyper hands the gate the URI's path, which is gated.
-    PathCase { name: "absolute-form into docs", line: "GET http://evil.example/docs/x", anonymous: 401, outsider: 200, reaches: Some("/docs/x") },
-    PathCase { name: "absolute-form into internal", line: "GET http://evil.example/internal/x", anonymous: 401, outsider: 403, reaches: None },
-    PathCase { name: "absolute-form with dot-dot", line: "GET http://evil.example/public/../internal/x", anonymous: 401, outsider: 403, reaches: None },
+    PathCase { name: "absolute-form into docs", line: "GET http://portal.test/docs/x", anonymous: 401, outsider: 200, reaches: Some("/docs/x") },
+    PathCase { name: "absolute-form into internal", line: "GET http://portal.test/internal/x", anonymous: 401, outsider: 403, reaches: None },
+    PathCase { name: "absolute-form with dot-dot", line: "GET http://portal.test/public/../internal/x", anonymous: 401, outsider: 403, reaches: None },
     // Escapes an upstream could read another way: one that decodes `%3F`
     // into a query separator would read `/internal%3F/x` as `/internal`, one
     // that NFKC-folds fullwidth dots (U+FF0E) would see `..`. Refused.
@@ -566,9 +566,18 @@ async fn upper_case_prefix_is_unmatched_and_falls_to_the_restricted_default() {
 async fn absolute_form_target_is_gated_by_its_path_and_sent_to_the_configured_upstream() {
     let (upstream, gate) = setup().await;
     let token = token_for("ada@example.com");
+    // A target naming another host than Host: which one would the rules,
+    // public_hosts and X-Forwarded-Host read? Refused.
     let reply = send_raw(
         &gate,
         raw_request("GET http://evil.example/docs/x?a=1", &[bearer_line(&token)]).as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(upstream.seen().is_empty());
+    let reply = send_raw(
+        &gate,
+        raw_request("GET http://portal.test/docs/x?a=1", &[bearer_line(&token)]).as_bytes(),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -656,6 +665,9 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         case("X-Real-IP", "GET /public/j", vec!["X-Real-IP: 10.0.0.1".into()], 200, Some("/public/j"), None),
         case("X-Forwarded-Host", "GET /public/k", vec!["X-Forwarded-Host: evil.example".into()], 200, Some("/public/k"), None),
         case("auth-request headers", "GET /docs/l", vec!["X-Auth-Request-Email: ceo@example.com".into(), "X-Auth-Request-User: ceo".into(), bearer_line(&ada)], 200, Some("/docs/l"), Some("ada@example.com")),
+        case("absolute-form target naming another host than Host", "GET http://evil.example/public/q", vec![], 400, None, None),
+        case("absolute-form target agreeing with Host", "GET http://portal.test/public/r", vec![], 200, Some("/public/r"), None),
+        case("two Host headers", "GET /public/s", vec!["Host: evil.example".into()], 400, None, None),
         case("path overrides on a public page", "GET /public/o", vec!["X-Original-URL: /board/minutes".into(), "X-Rewrite-URL: /board/minutes".into(), "X-Original-URI: /board/minutes".into(), "X-Forwarded-Prefix: /board".into(), "X-Forwarded-Uri: /board/minutes".into()], 200, Some("/public/o"), None),
         case("auth-request groups and username", "GET /docs/p", vec!["X-Auth-Request-Groups: admins".into(), "X-Auth-Request-Preferred-Username: ceo".into(), bearer_line(&ada)], 200, Some("/docs/p"), Some("ada@example.com")),
         case("user header alone", "GET /docs/m", vec!["X-Forwarded-User: ceo@example.com".into(), bearer_line(&ada)], 200, Some("/docs/m"), Some("ada@example.com")),
