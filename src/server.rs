@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -225,7 +225,10 @@ impl Accepted {
 /// Serve HTTP/1.1 or HTTP/2 (by ALPN or preface) on one connection until
 /// the client closes it, it stays idle for `limits.idle_timeout`, or the
 /// server shuts down. The last two close it gracefully: requests in flight
-/// finish first (HTTP/2 sends GOAWAY).
+/// finish first (HTTP/2 sends GOAWAY). A connection still open a whole idle
+/// period after that, moving no byte with no request waiting on its
+/// answer, is dropped: its client stopped reading (or, on HTTP/2, left its
+/// flow-control window shut), and it must not hold its slot for ever.
 async fn serve_connection<I>(
     io: I,
     gate: Arc<Gate>,
@@ -236,10 +239,21 @@ async fn serve_connection<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
-        let gate = Arc::clone(&gate);
-        async move { Ok::<_, Infallible>(handle(&gate, request, conn).await) }
-    });
+    // Requests whose answer is still being worked out (the upstream's
+    // time, bounded by its own timeout, is not the client's idleness).
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let waiting = Arc::clone(&waiting);
+        service_fn(move |request| {
+            let gate = Arc::clone(&gate);
+            let waiting = Waiting::enter(&waiting);
+            async move {
+                let response = handle(&gate, request, conn).await;
+                drop(waiting);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
         io,
@@ -248,25 +262,55 @@ where
     let builder = connection_builder(limits);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
+    let mut asked_to_close = false;
+    // Idleness counts from the last byte, or from the last time a request
+    // was still waiting for its answer, whichever is later.
+    let mut quiet_since = activity.last();
     loop {
-        let idle_at = activity.last() + limits.idle_timeout;
+        let idle_at = activity.last().max(quiet_since) + limits.idle_timeout;
         tokio::select! {
             result = connection.as_mut() => return result,
-            changed = closing.changed() => {
+            changed = closing.changed(), if !asked_to_close => {
                 if changed.is_err() || *closing.borrow() {
                     connection.as_mut().graceful_shutdown();
-                    break;
+                    asked_to_close = true;
+                    quiet_since = tokio::time::Instant::now();
                 }
             }
             () = tokio::time::sleep_until(idle_at) => {
-                if activity.last() + limits.idle_timeout <= tokio::time::Instant::now() {
-                    connection.as_mut().graceful_shutdown();
-                    break;
+                let now = tokio::time::Instant::now();
+                if activity.last() + limits.idle_timeout > now {
+                    continue; // a byte moved meanwhile
                 }
+                quiet_since = now;
+                if waiting.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
+                if asked_to_close {
+                    tracing::debug!(peer = %conn.peer, "connection stalled after a close; dropping it");
+                    return Ok(());
+                }
+                connection.as_mut().graceful_shutdown();
+                asked_to_close = true;
             }
         }
     }
-    connection.await
+}
+
+/// Counts a request as waiting for its answer while it lives.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn enter(count: &Arc<AtomicUsize>) -> Waiting {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(Arc::clone(count))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// When a connection last moved a byte, for the idle timeout.
@@ -375,8 +419,9 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         // Rapid-reset and reset-flood protections of h2 (CVE-2023-44487).
         .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
+        .max_local_error_reset_streams(1024);
+    // No keep-alive pings from the gate: their replies would count as
+    // activity and keep an idle HTTP/2 connection open past the idle
+    // timeout, which already closes dead and idle peers alike.
     builder
 }

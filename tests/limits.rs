@@ -282,3 +282,41 @@ async fn idle_connections_are_closed_and_slow_requests_are_not() {
     assert_eq!(slow.status, StatusCode::OK, "{}", slow.body);
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_two_idle_periods() {
+    // A response far larger than the socket buffers, to a client that
+    // never reads it: the gate's writes stall with the request answered.
+    const SIZE: usize = 15 << 20;
+    let site = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(site.path().join("public")).expect("mkdir");
+    std::fs::write(site.path().join("public/big.bin"), vec![b'x'; SIZE]).expect("file");
+    let text = config_for("http://unused.invalid", "[limits]\nidle_timeout = \"1s\"\n").replace(
+        "url = \"http://unused.invalid\"",
+        &format!("dir = \"{}\"", site.path().display()),
+    );
+    let gate = GateProcess::start(&text).await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /public/big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    // One idle period asks the connection to close, the next one (no byte
+    // moved, nothing waiting on the upstream) drops it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the connection was dropped, so reading ends");
+    if let Err(error) = read {
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+    }
+    assert!(received.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        received.len() < SIZE,
+        "the stalled response was kept open and sent whole"
+    );
+    gate.stop().await;
+}
