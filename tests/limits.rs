@@ -230,6 +230,12 @@ fn limits_out_of_range_are_config_errors() {
             "limits.header_read_timeout",
         ),
         ("trusted_proxies = [\"not-an-ip\"]\n", "trusted_proxies"),
+        // Would overflow a clock reading plus the timeout: a panic on
+        // every connection, were it accepted.
+        (
+            "[limits]\nidle_timeout = \"300000000000y\"\n",
+            "limits.idle_timeout",
+        ),
     ] {
         let text = config_for("http://127.0.0.1:9", extra);
         let err =

@@ -57,21 +57,37 @@ impl Locator<'_> {
         key: &str,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
-        match value {
-            None => Ok(default),
-            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
-                self.error(
-                    v.span(),
-                    key,
-                    format!(
-                        "invalid duration {:?}: {e} (write e.g. \"30s\", \"5m\", \"2h\")",
-                        v.get_ref()
-                    ),
-                )
-            }),
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        let parsed = humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.error(
+                v.span(),
+                key,
+                format!(
+                    "invalid duration {:?}: {e} (write e.g. \"30s\", \"5m\", \"2h\")",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        // Far beyond any sane setting, and far below what would overflow a
+        // clock reading plus the duration.
+        if parsed > MAX_DURATION {
+            return Err(self.error(
+                v.span(),
+                key,
+                format!(
+                    "{:?} is longer than the most allowed, 366 days",
+                    v.get_ref()
+                ),
+            ));
         }
+        Ok(parsed)
     }
 }
+
+/// The longest duration any setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The files config `text`, as if read from `path`, names: itself, `file =`
 /// secrets, the TLS certificate and key, the upstream CA file. Best effort,
