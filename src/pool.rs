@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ pub enum PoolError {
 
 /// One connection waiting for its next request.
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<Outbound>,
     since: Instant,
 }
 
@@ -104,12 +105,17 @@ impl Http1Pool {
     /// connection back when it ends.
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
     ) -> Result<Response<Body>, PoolError> {
         let worker = crate::workers::index() % self.idle.len();
-        request
-            .headers_mut()
-            .insert(header::HOST, self.host.clone());
+        let (mut parts, body) = request.into_parts();
+        parts.headers.insert(header::HOST, self.host.clone());
+        let sent = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(&body)));
+        let outbound = Outbound {
+            inner: body,
+            sent: Arc::clone(&sent),
+        };
+        let mut request = Request::from_parts(parts, outbound);
         loop {
             let pooled = self.checkout(worker).await;
             let reused = pooled.is_some();
@@ -118,7 +124,7 @@ impl Http1Pool {
                 None => self.connect().await?,
             };
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.returning(worker, sender, response)),
+                Ok(response) => return Ok(self.returning(worker, sender, sent, response)),
                 Err(mut failed) => match failed.take_message() {
                     // Never written: a pooled connection the upstream closed
                     // meanwhile. Try the next one (or a fresh one, once).
@@ -131,7 +137,7 @@ impl Http1Pool {
 
     /// The most recently used idle connection of `worker` that is still
     /// open, once it is ready for a request.
-    async fn checkout(&self, worker: usize) -> Option<SendRequest<Incoming>> {
+    async fn checkout(&self, worker: usize) -> Option<SendRequest<Outbound>> {
         loop {
             let idle = self.stack(worker).pop_back()?;
             if idle.since.elapsed() > self.idle_timeout || idle.sender.is_closed() {
@@ -144,7 +150,7 @@ impl Http1Pool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, PoolError> {
+    async fn connect(&self) -> Result<SendRequest<Outbound>, PoolError> {
         let address = self.address.as_str();
         let stream = match tokio::time::timeout(
             self.connect_timeout,
@@ -168,17 +174,25 @@ impl Http1Pool {
     }
 
     /// The response with a body that returns `sender` to the pool at its
-    /// end (at once when there is no body: a HEAD, a 204, a 304).
+    /// end (at once when there is no body: a HEAD, a 204, a 304), provided
+    /// the request body was `sent` whole by then: an upstream that answers
+    /// before reading an upload leaves the connection busy sending it.
     fn returning(
         self: &Arc<Self>,
         worker: usize,
-        sender: SendRequest<Incoming>,
+        sender: SendRequest<Outbound>,
+        sent: Arc<AtomicBool>,
         response: Response<Incoming>,
     ) -> Response<Body> {
         let (parts, inner) = response.into_parts();
         let mut body = Returning {
             inner,
-            back: Some((Arc::clone(self), worker, sender)),
+            back: Some(Lease {
+                pool: Arc::clone(self),
+                worker,
+                sender,
+                sent,
+            }),
         };
         if http_body::Body::is_end_stream(&body.inner) {
             body.give_back();
@@ -186,7 +200,7 @@ impl Http1Pool {
         Response::from_parts(parts, body.boxed())
     }
 
-    fn put(&self, worker: usize, sender: SendRequest<Incoming>) {
+    fn put(&self, worker: usize, sender: SendRequest<Outbound>) {
         let mut stack = self.stack(worker);
         while stack
             .front()
@@ -210,17 +224,64 @@ impl Http1Pool {
 }
 
 /// An upstream response body that returns its connection to the pool once
-/// it has been read to the end.
+/// it has been read to the end, if the request body went out whole before.
 struct Returning {
     inner: Incoming,
-    back: Option<(Arc<Http1Pool>, usize, SendRequest<Incoming>)>,
+    back: Option<Lease>,
+}
+
+/// A connection out of the pool, and how to put it back.
+struct Lease {
+    pool: Arc<Http1Pool>,
+    worker: usize,
+    sender: SendRequest<Outbound>,
+    /// Whether the request body went out whole.
+    sent: Arc<AtomicBool>,
 }
 
 impl Returning {
     fn give_back(&mut self) {
-        if let Some((pool, worker, sender)) = self.back.take() {
-            pool.put(worker, sender);
+        if let Some(lease) = self.back.take() {
+            // Otherwise the connection closes once its exchange ends.
+            if lease.sent.load(Ordering::Relaxed) {
+                lease.pool.put(lease.worker, lease.sender);
+            }
         }
+    }
+}
+
+/// A request body on its way upstream, which says when it went out whole.
+struct Outbound {
+    inner: Incoming,
+    sent: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Outbound {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => false,
+        };
+        if ended {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

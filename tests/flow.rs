@@ -401,3 +401,34 @@ async fn an_upstream_that_closes_every_connection_still_answers_every_request() 
         gate.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_upload_the_upstream_answered_early_does_not_hold_up_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = RecordingUpstream::start().await;
+    let gate = GateProcess::start(&config_for(&upstream.url(), "")).await;
+    // An upload that stalls after 100 of its 1 000 000 bytes, which the
+    // upstream answers without reading: its connection is still busy
+    // sending the body when the answer's end would put it back.
+    let mut uploader = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    let head = "POST /public/early/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n";
+    uploader.write_all(head.as_bytes()).await.expect("head");
+    uploader.write_all(&[b'x'; 100]).await.expect("some body");
+    let mut answer = [0u8; 12];
+    uploader.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // The next request must not wait on that connection (the upstream
+    // timeout is 1 s: a 504 after it, were it taken from the pool).
+    let started = std::time::Instant::now();
+    let next = get(&gate.url("/public/after")).send().await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(800),
+        "waited {:?}",
+        started.elapsed()
+    );
+    drop(uploader);
+    gate.stop().await;
+}
