@@ -156,10 +156,11 @@ async fn answer<'c>(
     // The gate's own endpoints.
     if crate::api::TOKEN_PATHS.contains(&path) {
         trace.decision = "token-api";
+        let trusted = |ip| config.trusted_proxies.iter().any(|net| net.contains(&ip));
         let caller = crate::api::Caller {
             limiter: gate.limiter(),
             metrics: gate.metrics(),
-            ip: conn.peer.ip(),
+            ip: headers::client_ip(conn.peer.ip(), request.headers(), trusted),
         };
         return crate::api::handle(config, caller, request, now).await;
     }

@@ -8,7 +8,7 @@
 //! `Connection: x-forwarded-email` trick can remove or keep anything the
 //! gate sets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -145,6 +145,40 @@ pub fn prepare_upstream_headers(
         headers.insert(FORWARDED_USER, user);
     }
     Ok(())
+}
+
+/// The address a request came from: the peer, or, when the peer is a
+/// trusted proxy, the last address in `X-Forwarded-For` that is not one
+/// (each proxy appends the address it saw, so the entries right of it are
+/// the trusted chain's own). Where the chain cannot be read, the peer: a
+/// rate limit then falls on the proxy rather than on whatever a client
+/// wrote. For per-client limits behind a load balancer.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    let chain: Vec<&[u8]> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .collect();
+    for entry in chain.iter().rev() {
+        let Some(ip) = std::str::from_utf8(entry)
+            .ok()
+            .map(str::trim)
+            .and_then(|text| {
+                text.parse::<IpAddr>()
+                    .ok()
+                    .or_else(|| text.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
+            })
+        else {
+            return peer;
+        };
+        if !trusted(ip) {
+            return ip;
+        }
+    }
+    peer
 }
 
 /// What a trusted proxy in front of the gate already said about the client.
@@ -306,6 +340,43 @@ pub fn prepare_client_headers(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ip_reads_forwarded_for_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+        let trusted = |ip: IpAddr| ip == proxy || ip == "10.0.0.2".parse::<IpAddr>().expect("ip");
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(X_FORWARDED_FOR, HeaderValue::from_str(v).expect("value"));
+            }
+            h
+        };
+        let stranger: IpAddr = "198.51.100.7".parse().expect("ip");
+        // An untrusted peer's own claims are ignored.
+        assert_eq!(
+            client_ip(stranger, &with(&["203.0.113.9"]), trusted),
+            stranger
+        );
+        // Behind the proxies: the last address that is not theirs.
+        let chain = with(&["192.0.2.1, 203.0.113.9", "10.0.0.2"]);
+        assert_eq!(
+            client_ip(proxy, &chain, trusted),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
+        let ported = with(&["[2001:db8::1]:443"]);
+        assert_eq!(
+            client_ip(proxy, &ported, trusted),
+            "2001:db8::1".parse::<IpAddr>().expect("ip")
+        );
+        // Unreadable, empty, or only proxies: the peer.
+        assert_eq!(
+            client_ip(proxy, &with(&["203.0.113.9, junk"]), trusted),
+            proxy
+        );
+        assert_eq!(client_ip(proxy, &with(&[]), trusted), proxy);
+        assert_eq!(client_ip(proxy, &with(&["10.0.0.2"]), trusted), proxy);
+    }
 
     fn client() -> ClientInfo {
         ClientInfo {

@@ -326,3 +326,33 @@ async fn a_client_that_stops_reading_is_cut_off_after_two_idle_periods() {
     );
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_api_attempts_count_per_client() {
+    let (_upstream, gate) = gate_with(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n[limits]\napi_failure_burst = 2\napi_failure_refill = \"1m\"\n",
+    )
+    .await;
+    let body = format!(r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#);
+    let call = |secret: &'static str, client: &'static str| {
+        request(Method::POST, &gate.url("/auth/api/token"))
+            .bearer(secret)
+            .header("x-forwarded-for", client)
+            .body(body.clone())
+            .send()
+    };
+    // One client behind the proxy guesses until it is limited...
+    for _ in 0..2 {
+        assert_eq!(
+            call("guess", "203.0.113.9").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        call("guess", "203.0.113.9").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...and the backend behind the same proxy is not.
+    assert_eq!(call(SECRET, "203.0.113.10").await.status, StatusCode::OK);
+    gate.stop().await;
+}
