@@ -320,11 +320,13 @@ impl Pattern {
     }
 }
 
-/// Characters a request path can carry verbatim (per the `http` crate),
-/// minus `%` (patterns are written decoded) and non-ASCII (which may arrive
-/// percent-encoded, so a literal could be bypassed).
+/// Characters a normalized path ([`crate::path::normalize`]) carries raw:
+/// unreserved ones, the reserved ones legal in a path but `;` (which it
+/// refuses), and `/`. Anything else reaches the rules percent-encoded, so
+/// a pattern naming it raw would never match. `%` is out too (patterns are
+/// written decoded), and so is non-ASCII (which arrives encoded).
 fn pattern_char(c: char) -> bool {
-    c.is_ascii_graphic() && !matches!(c, '?' | '#' | '%' | '<' | '>' | '`')
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,=:@/".contains(c)
 }
 
 impl RuleSet {

@@ -296,6 +296,9 @@ fn bad_patterns_are_rejected() {
         "", "docs", "docs/**", "//", "/a//b", "/a//", "/./a", "/a/..", "/a/.", "/a*", "/a/**b",
         "/a/***", "/a/b*c", "/**/a", "/a/**/b", "/*/**/x", "/a?b", "/a#b", "/a%20b", "/a b",
         "/a\tb", "/a\u{7f}", "/a\u{0}", "/café", "/a<b>",
+        // The normalizer refuses `;` and encodes these, so no path would
+        // ever match them raw.
+        "/a;b", "/a{b}", "/a\"b", "/a[1]", "/a^b", "/a|b", "/a\\b",
     ] {
         match compile(&["/ok", bad]) {
             Err(RuleError {
@@ -314,7 +317,7 @@ fn bad_patterns_are_rejected() {
         "/*",
         "/a/**/",
         "/a:b@c",
-        "/~user/it's(1)+,;=$!&",
+        "/~user/it's(1)+,=$!&",
         "/a.b/..c",
     ] {
         assert!(compile(&[good]).is_ok(), "{good:?}");
