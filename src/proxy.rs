@@ -7,19 +7,22 @@
 //! for what the upstream serves, and from headers that
 //! [`crate::headers`] has already cleaned.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::files::StaticDir;
 use crate::pool::{Http1Pool, PoolError};
@@ -41,7 +44,16 @@ pub struct HttpUpstream {
     transport: Transport,
     /// How long to wait for the response head.
     timeout: Duration,
+    /// One permit per exchange with the upstream, held until its response
+    /// body ends: bounds the upstream connections in use.
+    exchanges: Arc<Semaphore>,
 }
+
+/// Exchanges with the upstream at once at most, so upstream connections
+/// in use (one each on HTTP/1.1) stay well inside the descriptor budget
+/// however many client requests are in flight; more wait for a free one,
+/// within the upstream timeout.
+pub const MAX_UPSTREAM_EXCHANGES: usize = 4096;
 
 /// The connections to the upstream: pooled per worker ([`crate::workers`])
 /// either way, so a request uses connections driven by its own thread.
@@ -152,6 +164,7 @@ impl HttpUpstream {
         Ok(HttpUpstream {
             transport,
             timeout: config.timeout,
+            exchanges: Arc::new(Semaphore::new(MAX_UPSTREAM_EXCHANGES)),
         })
     }
 
@@ -167,27 +180,37 @@ impl HttpUpstream {
         // HTTP/1.1 or HTTP/2 is the connection's choice; on HTTP/1.1 `Host`
         // is the upstream's (the client's Host went into X-Forwarded-Host).
         *request.version_mut() = Version::HTTP_11;
-        let sent = match &self.transport {
-            Transport::Plain(pool) => {
-                *request.uri_mut() = Uri::from(target);
-                let sent = tokio::time::timeout(self.timeout, pool.send(request)).await;
-                sent.map(|result| result.map_err(Failure::Pool))
-            }
-            Transport::Tls { clients, base } => {
-                let mut parts = base.clone().into_parts();
-                parts.path_and_query = Some(target);
-                *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Reason::Internal)?;
-                let client = &clients[crate::workers::index() % clients.len()];
-                let sent = tokio::time::timeout(self.timeout, client.request(request)).await;
-                sent.map(|result| {
-                    result
-                        .map(|response| response.map(body::boxed))
-                        .map_err(Failure::Client)
+        let exchange = async {
+            // Waiting for a free exchange counts against the same timeout.
+            let permit = Arc::clone(&self.exchanges)
+                .acquire_owned()
+                .await
+                .map_err(|_| Failure::Closed)?;
+            let response = match &self.transport {
+                Transport::Plain(pool) => {
+                    *request.uri_mut() = Uri::from(target);
+                    pool.send(request).await.map_err(Failure::Pool)?
+                }
+                Transport::Tls { clients, base } => {
+                    let mut parts = base.clone().into_parts();
+                    parts.path_and_query = Some(target);
+                    *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Failure::Target)?;
+                    let client = &clients[crate::workers::index() % clients.len()];
+                    let response = client.request(request).await.map_err(Failure::Client)?;
+                    response.map(body::boxed)
+                }
+            };
+            Ok(response.map(|body| {
+                body::boxed(Holding {
+                    body,
+                    _permit: permit,
                 })
-            }
+            }))
         };
+        let sent = tokio::time::timeout(self.timeout, exchange).await;
         let mut response = match sent {
             Err(_elapsed) => return Err(Reason::UpstreamTimeout),
+            Ok(Err(Failure::Closed | Failure::Target)) => return Err(Reason::Internal),
             Ok(Err(failure)) if failure.is_client_body() => {
                 // The client's own body broke (bad chunked framing, a reset
                 // mid-upload): the client's fault, not the upstream's.
@@ -235,6 +258,37 @@ enum Failure {
     Pool(PoolError),
     #[error(transparent)]
     Client(hyper_util::client::legacy::Error),
+    #[error("the exchange limit was closed")]
+    Closed,
+    #[error("the request target cannot be joined to the upstream URL")]
+    Target,
+}
+
+/// A response body that holds its exchange's permit until it ends or is
+/// dropped.
+struct Holding {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl Failure {
@@ -245,6 +299,7 @@ impl Failure {
                 matches!(error, PoolError::Connect(_) | PoolError::ConnectTimeout)
             }
             Failure::Client(error) => error.is_connect(),
+            Failure::Closed | Failure::Target => false,
         }
     }
 
@@ -253,7 +308,7 @@ impl Failure {
     fn is_client_body(&self) -> bool {
         let error: &(dyn std::error::Error + 'static) = match self {
             Failure::Pool(PoolError::Http(error)) => error,
-            Failure::Pool(_) => return false,
+            Failure::Pool(_) | Failure::Closed | Failure::Target => return false,
             Failure::Client(error) => error,
         };
         let mut current = Some(error);

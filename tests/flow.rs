@@ -432,3 +432,34 @@ async fn an_upload_the_upstream_answered_early_does_not_hold_up_the_next_request
     drop(uploader);
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_exchange_permits_come_back_with_every_kind_of_answer() {
+    // More exchanges than there are permits, one after another: were a
+    // permit kept by a finished response (a GET's body, a HEAD's none),
+    // the requests past the limit would wait out the 1 s upstream timeout.
+    let upstream = RecordingUpstream::start().await;
+    let gate = GateProcess::start(&config_for(&upstream.url(), "")).await;
+    let started = std::time::Instant::now();
+    for n in 0..portal_gate::proxy::MAX_UPSTREAM_EXCHANGES + 100 {
+        let method = if n % 2 == 0 {
+            Method::GET
+        } else {
+            Method::HEAD
+        };
+        let reply = request(method, &gate.url(&format!("/public/{n}")))
+            .send()
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "request {n} after {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        upstream.seen().len(),
+        portal_gate::proxy::MAX_UPSTREAM_EXCHANGES + 100
+    );
+    gate.stop().await;
+}
