@@ -14,12 +14,13 @@ use hyper_util::server::conn::auto;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::{self, Body};
 use crate::config::{Config, Limits};
 use crate::handler::{handle, Connection};
 use crate::state::Gate;
@@ -223,12 +224,13 @@ impl Accepted {
 }
 
 /// Serve HTTP/1.1 or HTTP/2 (by ALPN or preface) on one connection until
-/// the client closes it, it stays idle for `limits.idle_timeout`, or the
-/// server shuts down. The last two close it gracefully: requests in flight
-/// finish first (HTTP/2 sends GOAWAY). A connection still open a whole idle
-/// period after that, moving no byte with no request waiting on its
-/// answer, is dropped: its client stopped reading (or, on HTTP/2, left its
-/// flow-control window shut), and it must not hold its slot for ever.
+/// the client closes it, it makes no progress for `limits.idle_timeout`, or
+/// the server shuts down. The last two close it gracefully: requests in
+/// flight finish first (HTTP/2 sends GOAWAY). A connection that still
+/// makes no progress a whole idle period after that, with nothing waiting
+/// on the upstream, is dropped: its client stopped reading (or, on
+/// HTTP/2, left its flow-control window shut), and it must not hold its
+/// slot, or its upstream exchanges, for ever.
 async fn serve_connection<I>(
     io: I,
     gate: Arc<Gate>,
@@ -239,35 +241,37 @@ async fn serve_connection<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Requests whose answer is still being worked out (the upstream's
-    // time, bounded by its own timeout, is not the client's idleness).
-    let waiting = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(Progress::new());
     let service = {
-        let waiting = Arc::clone(&waiting);
+        let progress = Arc::clone(&progress);
         service_fn(move |request| {
             let gate = Arc::clone(&gate);
-            let waiting = Waiting::enter(&waiting);
+            let progress = Arc::clone(&progress);
+            progress.touch();
+            let waiting = Waiting::enter(&progress);
             async move {
                 let response = handle(&gate, request, conn).await;
                 drop(waiting);
-                Ok::<_, Infallible>(response)
+                progress.touch();
+                Ok::<_, Infallible>(response.map(|body| {
+                    body::boxed(Answer {
+                        body,
+                        progress,
+                        waiting: None,
+                    })
+                }))
             }
         })
     };
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
-        io,
-        activity: Arc::clone(&activity),
-    });
     let builder = connection_builder(limits);
-    let connection = builder.serve_connection(io, service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut asked_to_close = false;
-    // Idleness counts from the last byte, or from the last time a request
-    // was still waiting for its answer, whichever is later.
-    let mut quiet_since = activity.last();
+    // Idleness counts from the last progress, or from the last time
+    // something was still waiting on the upstream, whichever is later.
+    let mut quiet_since = progress.last();
     loop {
-        let idle_at = activity.last().max(quiet_since) + limits.idle_timeout;
+        let idle_at = progress.last().max(quiet_since) + limits.idle_timeout;
         tokio::select! {
             result = connection.as_mut() => return result,
             changed = closing.changed(), if !asked_to_close => {
@@ -279,11 +283,11 @@ where
             }
             () = tokio::time::sleep_until(idle_at) => {
                 let now = tokio::time::Instant::now();
-                if activity.last() + limits.idle_timeout > now {
-                    continue; // a byte moved meanwhile
+                if progress.last() + limits.idle_timeout > now {
+                    continue; // progress meanwhile
                 }
                 quiet_since = now;
-                if waiting.load(Ordering::Relaxed) > 0 {
+                if progress.waiting.load(Ordering::Relaxed) > 0 {
                     continue;
                 }
                 if asked_to_close {
@@ -297,36 +301,28 @@ where
     }
 }
 
-/// Counts a request as waiting for its answer while it lives.
-struct Waiting(Arc<AtomicUsize>);
-
-impl Waiting {
-    fn enter(count: &Arc<AtomicUsize>) -> Waiting {
-        count.fetch_add(1, Ordering::Relaxed);
-        Waiting(Arc::clone(count))
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// When a connection last moved a byte, for the idle timeout.
+/// What a connection's requests are doing, for its idle timeout: when one
+/// last made progress (arrived, got its answer, or handed the client
+/// another piece of it), and how many are waiting on the upstream (for
+/// the response head or the next piece of a body). Bytes on the wire do
+/// not count: HTTP/2 PINGs and window updates would keep a connection that
+/// serves nothing, or whose client reads nothing, open for ever.
 #[derive(Debug)]
-struct Activity {
+struct Progress {
     /// When the connection started.
     origin: tokio::time::Instant,
-    /// Milliseconds after `origin` of the last read or write.
+    /// Milliseconds after `origin` of the last progress.
     last_ms: AtomicU64,
+    /// Requests and bodies waiting on the upstream.
+    waiting: AtomicUsize,
 }
 
-impl Activity {
-    fn new() -> Activity {
-        Activity {
+impl Progress {
+    fn new() -> Progress {
+        Progress {
             origin: tokio::time::Instant::now(),
             last_ms: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -340,65 +336,58 @@ impl Activity {
     }
 }
 
-/// An IO stream that records when it last read or wrote.
-#[derive(Debug)]
-struct Tracked<I> {
-    io: I,
-    activity: Arc<Activity>,
-}
+/// Counts as waiting on the upstream while it lives.
+struct Waiting(Arc<Progress>);
 
-impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.io).poll_read(cx, buf);
-        if result.is_ready() {
-            this.activity.touch();
-        }
-        result
+impl Waiting {
+    fn enter(progress: &Arc<Progress>) -> Waiting {
+        progress.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(Arc::clone(progress))
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
-    fn poll_write(
-        self: Pin<&mut Self>,
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body on its way to the client: each piece handed over is
+/// progress, and while it waits for its next piece (an upstream that
+/// streams slowly) the connection is not idle.
+struct Answer {
+    body: Body,
+    progress: Arc<Progress>,
+    /// Held while the last poll found no piece ready.
+    waiting: Option<Waiting>,
+}
+
+impl http_body::Body for Answer {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        if result.is_ready() {
-            this.activity.touch();
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if polled.is_pending() {
+            if self.waiting.is_none() {
+                self.waiting = Some(Waiting::enter(&self.progress));
+            }
+        } else {
+            self.waiting = None;
+            self.progress.touch();
         }
-        result
+        polled
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if result.is_ready() {
-            this.activity.touch();
-        }
-        result
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -356,3 +356,43 @@ async fn behind_a_trusted_proxy_failed_api_attempts_count_per_client() {
     assert_eq!(call(SECRET, "203.0.113.10").await.status, StatusCode::OK);
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn a_slowly_streaming_upstream_is_not_idle_but_client_pings_are() {
+    let upstream = RecordingUpstream::start().await;
+    let text = config_for(&upstream.url(), "[limits]\nidle_timeout = \"1s\"\n");
+    let gate = GateProcess::start(&text).await;
+
+    // The upstream sends half its body, then nothing for 2.5 s (over two
+    // idle periods): the gate waits on it rather than dropping the client.
+    let reply = get(&gate.url("/public/drip/report")).send().await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "upstream: /public/drip/report");
+
+    // An HTTP/2 client that PINGs every 200 ms but asks for nothing more is
+    // idle all the same: the pings are not progress.
+    let stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(200))
+            .keep_alive_while_idle(true)
+            .handshake::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                stream,
+            ))
+            .await
+            .expect("h2 handshake");
+    let closed = tokio::spawn(connection);
+    let request = http::Request::get(gate.url("/public/pinged"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    assert_eq!(
+        sender.send_request(request).await.expect("answer").status(),
+        StatusCode::OK
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    assert!(ended.is_ok(), "PINGs kept an idle HTTP/2 connection open");
+    gate.stop().await;
+}

@@ -90,8 +90,12 @@ impl RecordingUpstream {
                             if path.starts_with("/slow/") {
                                 tokio::time::sleep(Duration::from_secs(2)).await;
                             }
-                            let mut response =
-                                Response::new(Full::new(Bytes::from(format!("upstream: {path}"))));
+                            let text = Bytes::from(format!("upstream: {path}"));
+                            let mut response = Response::new(if path.contains("/drip/") {
+                                Drip::body(text)
+                            } else {
+                                Full::new(text).boxed()
+                            });
                             response
                                 .headers_mut()
                                 .insert("x-upstream", "yes".parse().expect("value"));
@@ -131,6 +135,43 @@ impl RecordingUpstream {
             .into_iter()
             .filter(|s| s.uri.starts_with(prefix))
             .collect()
+    }
+}
+
+/// A response body sent in two halves 2.5 s apart (the upstream's
+/// `.../drip/...` paths): an upstream that streams slowly.
+struct Drip {
+    halves: Vec<Bytes>,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Drip {
+    fn body(text: Bytes) -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
+        let half = text.len() / 2;
+        Drip {
+            halves: vec![text.slice(half..), text.slice(..half)],
+            pause: None,
+        }
+        .boxed()
+    }
+}
+
+impl hyper::body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if let Some(pause) = self.pause.as_mut() {
+            std::task::ready!(std::future::Future::poll(pause.as_mut(), cx));
+        }
+        let next = self.halves.pop();
+        if !self.halves.is_empty() {
+            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(2_500))));
+        }
+        std::task::Poll::Ready(next.map(|half| Ok(hyper::body::Frame::data(half))))
     }
 }
 
