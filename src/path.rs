@@ -14,8 +14,8 @@
 //!
 //! - decodes percent-encoded *unreserved* characters (`%41` → `A`,
 //!   `%2e` → `.`), so `%2e%2e` is a dot segment like `..`, and the
-//!   reserved characters that are legal raw in a path (`!$&'()*+,=:@`:
-//!   `%21` → `!`, `%40` → `@`);
+//!   reserved characters that are legal raw in a path but `+`
+//!   (`!$&'()*,=:@`: `%21` → `!`, `%40` → `@`);
 //! - keeps every other escape encoded, hex in upper case (`%c3%a9` →
 //!   `%C3%A9`, `%25` stays `%25`; nothing is ever decoded twice);
 //! - percent-encodes raw characters that may not appear unencoded in a path
@@ -28,7 +28,10 @@
 //! every upstream decodes both to the same path. Had the gate kept them
 //! apart, a rule naming `/a!b` would not see `/a%21b`, which the upstream
 //! then served as `/a!b`; so the escapes of these characters are decoded,
-//! and the upstream receives the one spelling the rules judged.
+//! and the upstream receives the one spelling the rules judged. `+` is the
+//! exception: some upstreams read a raw `+` in a path as a space, so `%2B`
+//! stays as sent, and page patterns may not name `+` (it would have two
+//! readings).
 //!
 //! Refused, because some upstream reads them differently from the gate
 //! (each is a [`PathError`], whose `Display` is the 400 body):
@@ -261,7 +264,7 @@ fn scan_segment(raw: &[u8], pos: usize, out: &mut Output<'_>) -> Result<Segment,
                 utf8.end()?;
                 check_ascii(v, true)?;
             }
-            if is_unreserved(v) || is_raw_ok_reserved(v) {
+            if is_unreserved(v) || (is_raw_ok_reserved(v) && v != b'+') {
                 out.push_byte(v);
             } else if raw[i + 1..i + 3].iter().all(|d| !d.is_ascii_lowercase()) {
                 out.keep_raw(i, 3);
@@ -526,7 +529,8 @@ mod tests {
         ("/a%C3%A9", Ok("/a%C3%A9")),
         ("/a%20b", Ok("/a%20b")),
         ("/a%21", Ok("/a!")),
-        ("/%40me/a%2Bb%3Ac%2c", Ok("/@me/a+b:c,")),
+        ("/%40me/a%2Bb%3Ac%2c", Ok("/@me/a%2Bb:c,")),
+        ("/a+b", Ok("/a+b")),
         ("/a%3f%23", Err(PathError::EncodedDelimiter)),
         ("/%f0%9f%98%80", Ok("/%F0%9F%98%80")),
         // Never decoded twice.

@@ -320,13 +320,15 @@ impl Pattern {
     }
 }
 
-/// Characters a normalized path ([`crate::path::normalize`]) carries raw:
-/// unreserved ones, the reserved ones legal in a path but `;` (which it
-/// refuses), and `/`. Anything else reaches the rules percent-encoded, so
-/// a pattern naming it raw would never match. `%` is out too (patterns are
-/// written decoded), and so is non-ASCII (which arrives encoded).
+/// Characters a normalized path ([`crate::path::normalize`]) carries raw,
+/// with one reading: unreserved ones, the reserved ones legal in a path
+/// but `;` (which it refuses) and `+` (raw `+` and `%2B` both reach the
+/// upstream, which may read one as a space), and `/`. Anything else
+/// reaches the rules percent-encoded, so a pattern naming it raw would
+/// never match. `%` is out too (patterns are written decoded), and so is
+/// non-ASCII (which arrives encoded).
 fn pattern_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-._~!$&'()*+,=:@/".contains(c)
+    c.is_ascii_alphanumeric() || "-._~!$&'()*,=:@/".contains(c)
 }
 
 impl RuleSet {
