@@ -310,10 +310,11 @@ fn outgoing_request(
 }
 
 /// The host the client asked for: the request target's authority (an
-/// absolute-form HTTP/1.1 target, HTTP/2's `:authority`), else `Host`.
-/// Several `Host` headers, or a `Host` that names another host than the
-/// authority, are refused: `public_hosts` and `X-Forwarded-Host` must read
-/// the same host, and the upstream must not be told a different one.
+/// absolute-form HTTP/1.1 target, HTTP/2's `:authority`, without any
+/// userinfo), else `Host`. Several `Host` headers, or a `Host` that names
+/// another host or port than the authority (default ports aside), are
+/// refused: `public_hosts` and `X-Forwarded-Host` must read the same host,
+/// and the upstream must not be told a different one.
 fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Reason> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
     let host = hosts.next();
@@ -323,16 +324,27 @@ fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Re
     let Some(authority) = request.uri().authority() else {
         return Ok(host.cloned());
     };
-    if host.is_some_and(|host| {
-        !host
-            .as_bytes()
-            .eq_ignore_ascii_case(authority.as_str().as_bytes())
-    }) {
-        return Err(Reason::BadRequest(
-            "the Host header names another host than the request target",
-        ));
+    let default_port = match request.uri().scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let same = |other: &http::uri::Authority| {
+        other.host().eq_ignore_ascii_case(authority.host())
+            && other.port_u16().unwrap_or(default_port)
+                == authority.port_u16().unwrap_or(default_port)
+    };
+    if let Some(host) = host {
+        let named = http::uri::Authority::try_from(host.as_bytes());
+        if !named.is_ok_and(|named| same(&named)) {
+            return Err(Reason::BadRequest(
+                "the Host header names another host than the request target",
+            ));
+        }
+        return Ok(Some(host.clone()));
     }
-    HeaderValue::from_str(authority.as_str())
+    // No Host: the authority, without userinfo.
+    let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
+    HeaderValue::from_str(without_userinfo)
         .map(Some)
         .map_err(|_| Reason::BadRequest("the request target's host cannot be forwarded"))
 }

@@ -667,6 +667,8 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         case("auth-request headers", "GET /docs/l", vec!["X-Auth-Request-Email: ceo@example.com".into(), "X-Auth-Request-User: ceo".into(), bearer_line(&ada)], 200, Some("/docs/l"), Some("ada@example.com")),
         case("absolute-form target naming another host than Host", "GET http://evil.example/public/q", vec![], 400, None, None),
         case("absolute-form target agreeing with Host", "GET http://portal.test/public/r", vec![], 200, Some("/public/r"), None),
+        case("absolute-form target agreeing with Host but for the default port", "GET http://PORTAL.test:80/public/t", vec![], 200, Some("/public/t"), None),
+        case("absolute-form target on another port than Host", "GET http://portal.test:8443/public/u", vec![], 400, None, None),
         case("two Host headers", "GET /public/s", vec!["Host: evil.example".into()], 400, None, None),
         case("path overrides on a public page", "GET /public/o", vec!["X-Original-URL: /board/minutes".into(), "X-Rewrite-URL: /board/minutes".into(), "X-Original-URI: /board/minutes".into(), "X-Forwarded-Prefix: /board".into(), "X-Forwarded-Uri: /board/minutes".into()], 200, Some("/public/o"), None),
         case("auth-request groups and username", "GET /docs/p", vec!["X-Auth-Request-Groups: admins".into(), "X-Auth-Request-Preferred-Username: ceo".into(), bearer_line(&ada)], 200, Some("/docs/p"), Some("ada@example.com")),
