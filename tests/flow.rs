@@ -419,16 +419,10 @@ async fn an_upload_the_upstream_answered_early_does_not_hold_up_the_next_request
     let mut answer = [0u8; 12];
     uploader.read_exact(&mut answer).await.expect("answer");
     assert_eq!(&answer, b"HTTP/1.1 200");
-    // The next request must not wait on that connection (the upstream
-    // timeout is 1 s: a 504 after it, were it taken from the pool).
-    let started = std::time::Instant::now();
+    // The next request must not wait on that connection: were it taken
+    // from the pool, it would get a 504 after the 1 s upstream timeout.
     let next = get(&gate.url("/public/after")).send().await;
     assert_eq!(next.status, StatusCode::OK, "{}", next.body);
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(800),
-        "waited {:?}",
-        started.elapsed()
-    );
     drop(uploader);
     gate.stop().await;
 }

@@ -302,9 +302,11 @@ async fn a_client_that_stops_reading_is_cut_off_after_two_idle_periods() {
         &format!("dir = \"{}\"", site.path().display()),
     );
     let gate = GateProcess::start(&text).await;
-    let mut stream = tokio::net::TcpStream::connect(gate.addr)
-        .await
-        .expect("connect");
+    // A small receive buffer that cannot grow: the stall does not depend
+    // on how much the host's TCP autotuning would buffer.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("rcvbuf");
+    let mut stream = socket.connect(gate.addr).await.expect("connect");
     stream
         .write_all(b"GET /public/big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
         .await

@@ -285,14 +285,17 @@ async fn watch_retries_a_refused_config_when_the_file_it_lacked_appears_not_ever
     let upstream = RecordingUpstream::start().await;
     let (dir, path) = config_file(&upstream.url(), "");
     let gate = BinaryProcess::start_with(&path, &["--watch"]);
-    let wait_for_count = |needle: &str, count: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while gate.count_log(needle) < count {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{needle:?} not logged {count} times"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    let wait_for_count = |needle: &'static str, count: usize| {
+        let gate = &gate;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while gate.count_log(needle) < count {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{needle:?} not logged {count} times"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     };
 
@@ -304,13 +307,13 @@ async fn watch_retries_a_refused_config_when_the_file_it_lacked_appears_not_ever
         new_secret.display()
     );
     std::fs::write(&path, config_for(&upstream.url(), &extra)).expect("edit");
-    wait_for_count("reload refused", 1);
-    std::thread::sleep(Duration::from_millis(2_500)); // two more looks
+    wait_for_count("reload refused", 1).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // two more looks
     assert_eq!(gate.count_log("reload refused"), 1, "retried every tick");
 
     // The file appears: the same config now loads, and k2's tokens work.
     std::fs::write(&new_secret, format!("{SECOND_SECRET}\n")).expect("secret");
-    wait_for_count("configuration reloaded", 1);
+    wait_for_count("configuration reloaded", 1).await;
     let now = portal_gate::gate::unix_now();
     let k2 = token_with(
         SECOND_SECRET,
@@ -328,8 +331,8 @@ async fn watch_retries_a_refused_config_when_the_file_it_lacked_appears_not_ever
     // A reload by SIGHUP moves the watch's baseline with it: no second
     // reload for the same files on the next look.
     gate.signal("HUP");
-    wait_for_count("configuration reloaded", 2);
-    std::thread::sleep(Duration::from_millis(2_500));
+    wait_for_count("configuration reloaded", 2).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(gate.count_log("configuration reloaded"), 2);
     // The refusal and the first reload came from the watch.
     assert_eq!(gate.count_log("cause=\"file change\""), 2);
