@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -253,27 +253,42 @@ where
                 let response = handle(&gate, request, conn).await;
                 drop(waiting);
                 progress.touch();
-                Ok::<_, Infallible>(response.map(|body| {
-                    body::boxed(Answer {
-                        body,
-                        progress,
-                        waiting: None,
-                    })
-                }))
+                Ok::<_, Infallible>(response.map(|body| body::boxed(Answer::new(body, progress))))
             }
         })
     };
     let builder = connection_builder(limits);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let io = TokioIo::new(Written {
+        io,
+        progress: Arc::clone(&progress),
+        protocol: Protocol::Unknown,
+    });
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut asked_to_close = false;
     // Idleness counts from the last progress, or from the last time
     // something was still waiting on the upstream, whichever is later.
     let mut quiet_since = progress.last();
+    // Any one answer that hands over nothing for two idle periods, its
+    // client not reading or its upstream not sending, ends the connection:
+    // other streams moving must not keep it (and its upstream exchange)
+    // for ever.
+    let stall_limit = limits.idle_timeout.saturating_mul(2);
+    let mut watchdog = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.idle_timeout,
+        limits.idle_timeout,
+    );
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let idle_at = progress.last().max(quiet_since) + limits.idle_timeout;
         tokio::select! {
             result = connection.as_mut() => return result,
+            _ = watchdog.tick() => {
+                if progress.an_answer_stalled(stall_limit) {
+                    tracing::debug!(peer = %conn.peer, "an answer made no progress for two idle periods; dropping the connection");
+                    return Ok(());
+                }
+            }
             changed = closing.changed(), if !asked_to_close => {
                 if changed.is_err() || *closing.borrow() {
                     connection.as_mut().graceful_shutdown();
@@ -315,6 +330,12 @@ struct Progress {
     last_ms: AtomicU64,
     /// Requests and bodies waiting on the upstream.
     waiting: AtomicUsize,
+    /// The clocks of the answers under way (see [`Answer`]): one answer
+    /// that stops making progress is a stall even while others move.
+    answers: Mutex<Vec<Weak<AtomicU64>>>,
+    /// The connection speaks HTTP/1.1: one answer at a time, and bytes
+    /// written count for it (see [`Written`]).
+    http1: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -323,16 +344,138 @@ impl Progress {
             origin: tokio::time::Instant::now(),
             last_ms: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
+            answers: Mutex::new(Vec::new()),
+            http1: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// Record progress now; returns when, for an answer's own clock.
+    fn touch(&self) -> u64 {
+        let ms = self.now_ms();
         self.last_ms.store(ms, Ordering::Relaxed);
+        ms
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn last(&self) -> tokio::time::Instant {
         self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// A clock for a new answer, started now.
+    fn register_answer(&self) -> Arc<AtomicU64> {
+        let clock = Arc::new(AtomicU64::new(self.now_ms()));
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers.retain(|answer| answer.strong_count() > 0);
+        answers.push(Arc::downgrade(&clock));
+        clock
+    }
+
+    /// Whether an answer under way has handed over nothing for `limit`,
+    /// whether its client stopped reading or its upstream stopped sending.
+    fn an_answer_stalled(&self, limit: Duration) -> bool {
+        let now = self.now_ms();
+        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        // On HTTP/1.1 the bytes written are the answer's too.
+        let written = match self.http1.load(Ordering::Relaxed) {
+            true => self.last_ms.load(Ordering::Relaxed),
+            false => 0,
+        };
+        let answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers.iter().filter_map(Weak::upgrade).any(|clock| {
+            let last = clock.load(Ordering::Relaxed).max(written);
+            now.saturating_sub(last) >= limit
+        })
+    }
+}
+
+/// Which protocol a connection speaks, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Unknown,
+    Http1,
+    Http2,
+}
+
+/// The connection's IO. On HTTP/1.1 every byte written is progress: an
+/// answer's tail can sit in hyper's and the kernel's buffers long after
+/// its last piece was handed over, and a client draining it slowly is
+/// still reading. On HTTP/2 writes do not count, as PING and SETTINGS
+/// replies are writes a client can call for at will; there the answers'
+/// own pieces are the measure (HTTP/2 flow control keeps their tails
+/// short).
+struct Written<I> {
+    io: I,
+    progress: Arc<Progress>,
+    protocol: Protocol,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Written<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if this.protocol == Protocol::Unknown && buf.filled().len() > before {
+            // Every HTTP/2 connection starts with its preface, `PRI * ...`;
+            // no HTTP/1.1 request starts with the method `PRI`.
+            this.protocol = if buf.filled()[before..].starts_with(b"PRI") {
+                Protocol::Http2
+            } else {
+                this.progress.http1.store(true, Ordering::Relaxed);
+                Protocol::Http1
+            };
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> Written<I> {
+    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
+        if self.protocol == Protocol::Http1 && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.progress.touch();
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Written<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.wrote(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -354,12 +497,51 @@ impl Drop for Waiting {
 
 /// A response body on its way to the client: each piece handed over is
 /// progress, and while it waits for its next piece (an upstream that
-/// streams slowly) the connection is not idle.
+/// streams slowly) the connection is not idle. Pieces are at most
+/// [`MAX_PIECE`] bytes, so a client that reads steadily makes progress
+/// steadily, however large the frames it is sent.
 struct Answer {
     body: Body,
     progress: Arc<Progress>,
+    /// When this answer last handed over a piece (or began), in
+    /// milliseconds after the connection's origin: the connection's
+    /// watchdog reads it.
+    clock: Arc<AtomicU64>,
+    /// What is left of a frame larger than a piece.
+    rest: Option<bytes::Bytes>,
     /// Held while the last poll found no piece ready.
     waiting: Option<Waiting>,
+}
+
+/// The most bytes an answer hands over at once.
+const MAX_PIECE: usize = 64 * 1024;
+
+impl Answer {
+    fn new(body: Body, progress: Arc<Progress>) -> Answer {
+        let clock = progress.register_answer();
+        Answer {
+            body,
+            progress,
+            clock,
+            rest: None,
+            waiting: None,
+        }
+    }
+
+    /// Hand over at most a piece of `data`, keeping the rest for the next
+    /// poll.
+    fn piece(&mut self, mut data: bytes::Bytes) -> bytes::Bytes {
+        if data.len() > MAX_PIECE {
+            self.rest = Some(data.split_off(MAX_PIECE));
+        }
+        self.made_progress();
+        data
+    }
+
+    fn made_progress(&self) {
+        let ms = self.progress.touch();
+        self.clock.store(ms, Ordering::Relaxed);
+    }
 }
 
 impl http_body::Body for Answer {
@@ -370,24 +552,55 @@ impl http_body::Body for Answer {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if let Some(rest) = self.rest.take() {
+            let piece = self.piece(rest);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(piece))));
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if polled.is_pending() {
             if self.waiting.is_none() {
                 self.waiting = Some(Waiting::enter(&self.progress));
             }
-        } else {
-            self.waiting = None;
-            self.progress.touch();
+            return Poll::Pending;
         }
-        polled
+        self.waiting = None;
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let piece = self.piece(data);
+                    Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+                }
+                Err(frame) => {
+                    self.made_progress();
+                    Poll::Ready(Some(Ok(frame)))
+                }
+            },
+            other => {
+                self.made_progress();
+                other
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let mut hint = self.body.size_hint();
+        if let Some(rest) = &self.rest {
+            let extra = rest.len() as u64;
+            match hint.exact() {
+                Some(exact) => hint.set_exact(exact + extra),
+                None => {
+                    if let Some(upper) = hint.upper() {
+                        hint.set_upper(upper + extra);
+                    }
+                    hint.set_lower(hint.lower() + extra);
+                }
+            }
+        }
+        hint
     }
 }
 

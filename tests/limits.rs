@@ -365,8 +365,10 @@ async fn a_slowly_streaming_upstream_is_not_idle_but_client_pings_are() {
     let text = config_for(&upstream.url(), "[limits]\nidle_timeout = \"1s\"\n");
     let gate = GateProcess::start(&text).await;
 
-    // The upstream sends half its body, then nothing for 2.5 s (over two
-    // idle periods): the gate waits on it rather than dropping the client.
+    // The upstream sends half its body, then nothing for 1.5 s (over one
+    // idle period): the gate waits on it rather than closing the
+    // connection under the answer. (Two idle periods without a piece would
+    // cut it, like a hung upstream.)
     let reply = get(&gate.url("/public/drip/report")).send().await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, "upstream: /public/drip/report");
@@ -396,5 +398,69 @@ async fn a_slowly_streaming_upstream_is_not_idle_but_client_pings_are() {
     );
     let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
     assert!(ended.is_ok(), "PINGs kept an idle HTTP/2 connection open");
+    gate.stop().await;
+}
+
+/// A gate whose upstream is a directory holding `public/big.bin` of `size`
+/// bytes, with a 1 s idle timeout.
+async fn gate_with_big_file(size: usize) -> (tempfile::TempDir, GateProcess) {
+    let site = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(site.path().join("public")).expect("mkdir");
+    std::fs::write(site.path().join("public/big.bin"), vec![b'x'; size]).expect("file");
+    std::fs::write(site.path().join("public/small.txt"), "small").expect("file");
+    let text = config_for("http://unused.invalid", "[limits]\nidle_timeout = \"1s\"\n").replace(
+        "url = \"http://unused.invalid\"",
+        &format!("dir = \"{}\"", site.path().display()),
+    );
+    let gate = GateProcess::start(&text).await;
+    (site, gate)
+}
+
+#[tokio::test]
+async fn one_stalled_http2_stream_ends_the_connection_even_while_others_move() {
+    let (_site, gate) = gate_with_big_file(4 << 20).await;
+    let stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    // A small window per stream, a large one for the connection: the big
+    // answer stalls once its window is full, small ones still pass.
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(16 << 20)
+            .handshake::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                stream,
+            ))
+            .await
+            .expect("h2 handshake");
+    let closed = tokio::spawn(connection);
+    let get = |path: &str| {
+        http::Request::get(gate.url(path))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request")
+    };
+    // Never read: its window stays shut.
+    let stalled = sender
+        .send_request(get("/public/big.bin"))
+        .await
+        .expect("head");
+    assert_eq!(stalled.status(), StatusCode::OK);
+    let started = Instant::now();
+    while !closed.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "a stalled stream was kept while others moved"
+        );
+        // Another stream every 300 ms: progress on the connection.
+        if let Ok(answer) = sender.send_request(get("/public/small.txt")).await {
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_900),
+        "cut too early"
+    );
+    drop(stalled);
     gate.stop().await;
 }

@@ -138,7 +138,7 @@ impl RecordingUpstream {
     }
 }
 
-/// A response body sent in two halves 2.5 s apart (the upstream's
+/// A response body sent in two halves 1.5 s apart (the upstream's
 /// `.../drip/...` paths): an upstream that streams slowly.
 struct Drip {
     halves: Vec<Bytes>,
@@ -169,7 +169,7 @@ impl hyper::body::Body for Drip {
         }
         let next = self.halves.pop();
         if !self.halves.is_empty() {
-            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(2_500))));
+            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(1_500))));
         }
         std::task::Poll::Ready(next.map(|half| Ok(hyper::body::Frame::data(half))))
     }
