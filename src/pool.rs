@@ -12,22 +12,18 @@
 //! hyper-util's client.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::Authority;
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{Body, BoxError};
+use crate::body::{self, AtEnd, Body, OnEnd};
 
 /// Idle connections kept per worker at most; more are closed.
 pub const MAX_IDLE_PER_WORKER: usize = 512;
@@ -110,11 +106,8 @@ impl Http1Pool {
         let worker = crate::workers::index() % self.idle.len();
         let (mut parts, body) = request.into_parts();
         parts.headers.insert(header::HOST, self.host.clone());
-        let sent = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(&body)));
-        let outbound = Outbound {
-            inner: body,
-            sent: Arc::clone(&sent),
-        };
+        let sent = Arc::new(AtomicBool::new(false));
+        let outbound = OnEnd::new(body, MarkSent(Arc::clone(&sent)));
         let mut request = Request::from_parts(parts, outbound);
         loop {
             let pooled = self.checkout(worker).await;
@@ -185,19 +178,13 @@ impl Http1Pool {
         response: Response<Incoming>,
     ) -> Response<Body> {
         let (parts, inner) = response.into_parts();
-        let mut body = Returning {
-            inner,
-            back: Some(Lease {
-                pool: Arc::clone(self),
-                worker,
-                sender,
-                sent,
-            }),
+        let lease = Lease {
+            pool: Arc::clone(self),
+            worker,
+            sender,
+            sent,
         };
-        if http_body::Body::is_end_stream(&body.inner) {
-            body.give_back();
-        }
-        Response::from_parts(parts, body.boxed())
+        Response::from_parts(parts, body::boxed(OnEnd::new(inner, lease)))
     }
 
     fn put(&self, worker: usize, sender: SendRequest<Outbound>) {
@@ -223,96 +210,33 @@ impl Http1Pool {
     }
 }
 
-/// An upstream response body that returns its connection to the pool once
-/// it has been read to the end, if the request body went out whole before.
-struct Returning {
-    inner: Incoming,
-    back: Option<Lease>,
+/// A request body on its way upstream, which says when it went out whole.
+type Outbound = OnEnd<Incoming, MarkSent>;
+
+/// Marks a request body as sent whole.
+struct MarkSent(Arc<AtomicBool>);
+
+impl AtEnd for MarkSent {
+    fn at_end(self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
-/// A connection out of the pool, and how to put it back.
+/// A connection out of the pool, and how to put it back: at the end of its
+/// response body, if the request body went out whole before (otherwise
+/// the connection closes once its exchange ends).
 struct Lease {
     pool: Arc<Http1Pool>,
     worker: usize,
     sender: SendRequest<Outbound>,
-    /// Whether the request body went out whole.
     sent: Arc<AtomicBool>,
 }
 
-impl Returning {
-    fn give_back(&mut self) {
-        if let Some(lease) = self.back.take() {
-            // Otherwise the connection closes once its exchange ends.
-            if lease.sent.load(Ordering::Relaxed) {
-                lease.pool.put(lease.worker, lease.sender);
-            }
+impl AtEnd for Lease {
+    fn at_end(self) {
+        if self.sent.load(Ordering::Relaxed) {
+            self.pool.put(self.worker, self.sender);
         }
-    }
-}
-
-/// A request body on its way upstream, which says when it went out whole.
-struct Outbound {
-    inner: Incoming,
-    sent: Arc<AtomicBool>,
-}
-
-impl http_body::Body for Outbound {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => false,
-        };
-        if ended {
-            self.sent.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl http_body::Body for Returning {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        // The server stops polling once `is_end_stream` says so, so the
-        // last frame may be the last poll.
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => false,
-        };
-        if ended {
-            self.give_back();
-        }
-        polled.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -7,22 +7,20 @@
 //! for what the upstream serves, and from headers that
 //! [`crate::headers`] has already cleaned.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, AtEnd, Body, OnEnd};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::files::StaticDir;
 use crate::pool::{Http1Pool, PoolError};
@@ -200,12 +198,7 @@ impl HttpUpstream {
                     response.map(body::boxed)
                 }
             };
-            Ok(response.map(|body| {
-                body::boxed(Holding {
-                    body,
-                    _permit: permit,
-                })
-            }))
+            Ok(response.map(|body| body::boxed(OnEnd::new(body, Exchange(permit)))))
         };
         let sent = tokio::time::timeout(self.timeout, exchange).await;
         let mut response = match sent {
@@ -264,30 +257,13 @@ enum Failure {
     Target,
 }
 
-/// A response body that holds its exchange's permit until it ends or is
+/// An exchange's permit, given back when its response body ends or is
 /// dropped.
-struct Holding {
-    body: Body,
-    _permit: OwnedSemaphorePermit,
-}
+struct Exchange(OwnedSemaphorePermit);
 
-impl http_body::Body for Holding {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+impl AtEnd for Exchange {
+    fn at_end(self) {
+        drop(self.0);
     }
 }
 
