@@ -294,14 +294,7 @@ async fn a_client_that_stops_reading_is_cut_off_after_two_idle_periods() {
     // A response far larger than the socket buffers, to a client that
     // never reads it: the gate's writes stall with the request answered.
     const SIZE: usize = 15 << 20;
-    let site = tempfile::tempdir().expect("dir");
-    std::fs::create_dir(site.path().join("public")).expect("mkdir");
-    std::fs::write(site.path().join("public/big.bin"), vec![b'x'; SIZE]).expect("file");
-    let text = config_for("http://unused.invalid", "[limits]\nidle_timeout = \"1s\"\n").replace(
-        "url = \"http://unused.invalid\"",
-        &format!("dir = \"{}\"", site.path().display()),
-    );
-    let gate = GateProcess::start(&text).await;
+    let (_site, gate) = gate_with_big_file(SIZE).await;
     // A small receive buffer that cannot grow: the stall does not depend
     // on how much the host's TCP autotuning would buffer.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
