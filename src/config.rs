@@ -270,6 +270,11 @@ pub fn fingerprint(path: &Path) -> Fingerprint {
 }
 
 impl Config {
+    /// Whether `ip` is one of the `trusted_proxies`.
+    pub fn trusts_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
     /// Read and validate the config file at `path`. Relative paths inside it
     /// (`upstream.dir`, secret `file`) are taken relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -156,11 +156,12 @@ async fn answer<'c>(
     // The gate's own endpoints.
     if crate::api::TOKEN_PATHS.contains(&path) {
         trace.decision = "token-api";
-        let trusted = |ip| config.trusted_proxies.iter().any(|net| net.contains(&ip));
         let caller = crate::api::Caller {
             limiter: gate.limiter(),
             metrics: gate.metrics(),
-            ip: headers::client_ip(conn.peer.ip(), request.headers(), trusted),
+            ip: headers::client_ip(conn.peer.ip(), request.headers(), |ip| {
+                config.trusts_proxy(ip)
+            }),
         };
         return crate::api::handle(config, caller, request, now).await;
     }
@@ -219,10 +220,7 @@ async fn answer<'c>(
     let client = ClientInfo {
         peer: conn.peer,
         proto: conn.proto,
-        trusted: config
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&conn.peer.ip())),
+        trusted: config.trusts_proxy(conn.peer.ip()),
     };
     let outgoing = match outgoing_request(request, path, client, places, host, identity.as_deref())
     {

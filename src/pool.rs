@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{self, AtEnd, Body, OnEnd};
+use crate::body::{AtEnd, OnEnd};
 
 /// Idle connections kept per worker at most; more are closed.
 pub const MAX_IDLE_PER_WORKER: usize = 512;
@@ -102,7 +102,7 @@ impl Http1Pool {
     pub async fn send(
         self: &Arc<Self>,
         request: Request<Incoming>,
-    ) -> Result<Response<Body>, PoolError> {
+    ) -> Result<Response<Pooled>, PoolError> {
         let worker = crate::workers::index() % self.idle.len();
         let (mut parts, body) = request.into_parts();
         parts.headers.insert(header::HOST, self.host.clone());
@@ -176,15 +176,14 @@ impl Http1Pool {
         sender: SendRequest<Outbound>,
         sent: Arc<AtomicBool>,
         response: Response<Incoming>,
-    ) -> Response<Body> {
-        let (parts, inner) = response.into_parts();
+    ) -> Response<Pooled> {
         let lease = Lease {
             pool: Arc::clone(self),
             worker,
             sender,
             sent,
         };
-        Response::from_parts(parts, body::boxed(OnEnd::new(inner, lease)))
+        response.map(|body| OnEnd::new(body, lease))
     }
 
     fn put(&self, worker: usize, sender: SendRequest<Outbound>) {
@@ -213,6 +212,9 @@ impl Http1Pool {
 /// A request body on its way upstream, which says when it went out whole.
 type Outbound = OnEnd<Incoming, MarkSent>;
 
+/// An upstream response body that puts its connection back at its end.
+pub type Pooled = OnEnd<Incoming, Lease>;
+
 /// Marks a request body as sent whole.
 struct MarkSent(Arc<AtomicBool>);
 
@@ -225,11 +227,19 @@ impl AtEnd for MarkSent {
 /// A connection out of the pool, and how to put it back: at the end of its
 /// response body, if the request body went out whole before (otherwise
 /// the connection closes once its exchange ends).
-struct Lease {
+pub struct Lease {
     pool: Arc<Http1Pool>,
     worker: usize,
     sender: SendRequest<Outbound>,
     sent: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AtEnd for Lease {

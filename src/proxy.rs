@@ -184,10 +184,13 @@ impl HttpUpstream {
                 .acquire_owned()
                 .await
                 .map_err(|_| Failure::Closed)?;
-            let response = match &self.transport {
+            // Boxed once, with the permit that lives as long as the body.
+            let exchange = Exchange(permit);
+            Ok(match &self.transport {
                 Transport::Plain(pool) => {
                     *request.uri_mut() = Uri::from(target);
-                    pool.send(request).await.map_err(Failure::Pool)?
+                    let response = pool.send(request).await.map_err(Failure::Pool)?;
+                    response.map(|body| body::boxed(OnEnd::new(body, exchange)))
                 }
                 Transport::Tls { clients, base } => {
                     let mut parts = base.clone().into_parts();
@@ -195,10 +198,9 @@ impl HttpUpstream {
                     *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Failure::Target)?;
                     let client = &clients[crate::workers::index() % clients.len()];
                     let response = client.request(request).await.map_err(Failure::Client)?;
-                    response.map(body::boxed)
+                    response.map(|body| body::boxed(OnEnd::new(body, exchange)))
                 }
-            };
-            Ok(response.map(|body| body::boxed(OnEnd::new(body, Exchange(permit)))))
+            })
         };
         let sent = tokio::time::timeout(self.timeout, exchange).await;
         let mut response = match sent {

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::config::{Config, Limits};
 use crate::handler::{handle, Connection};
 use crate::state::Gate;
@@ -253,7 +253,7 @@ where
                 let response = handle(&gate, request, conn).await;
                 drop(waiting);
                 progress.touch();
-                Ok::<_, Infallible>(response.map(|body| body::boxed(Answer::new(body, progress))))
+                Ok::<_, Infallible>(response.map(|body| Answer::new(body, progress)))
             }
         })
     };
@@ -261,7 +261,6 @@ where
     let io = TokioIo::new(Written {
         io,
         progress: Arc::clone(&progress),
-        protocol: Protocol::Unknown,
     });
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -333,9 +332,9 @@ struct Progress {
     /// The clocks of the answers under way (see [`Answer`]): one answer
     /// that stops making progress is a stall even while others move.
     answers: Mutex<Vec<Weak<AtomicU64>>>,
-    /// The connection speaks HTTP/1.1: one answer at a time, and bytes
-    /// written count for it (see [`Written`]).
-    http1: std::sync::atomic::AtomicBool,
+    /// What the connection speaks, once its first bytes said: on
+    /// HTTP/1.1 bytes written count as progress (see [`Written`]).
+    protocol: OnceLock<Protocol>,
 }
 
 impl Progress {
@@ -345,7 +344,7 @@ impl Progress {
             last_ms: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             answers: Mutex::new(Vec::new()),
-            http1: std::sync::atomic::AtomicBool::new(false),
+            protocol: OnceLock::new(),
         }
     }
 
@@ -364,6 +363,10 @@ impl Progress {
         self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 
+    fn is_http1(&self) -> bool {
+        self.protocol.get() == Some(&Protocol::Http1)
+    }
+
     /// A clock for a new answer, started now.
     fn register_answer(&self) -> Arc<AtomicU64> {
         let clock = Arc::new(AtomicU64::new(self.now_ms()));
@@ -379,7 +382,7 @@ impl Progress {
         let now = self.now_ms();
         let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         // On HTTP/1.1 the bytes written are the answer's too.
-        let written = match self.http1.load(Ordering::Relaxed) {
+        let written = match self.is_http1() {
             true => self.last_ms.load(Ordering::Relaxed),
             false => 0,
         };
@@ -394,7 +397,6 @@ impl Progress {
 /// Which protocol a connection speaks, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
-    Unknown,
     Http1,
     Http2,
 }
@@ -409,7 +411,6 @@ enum Protocol {
 struct Written<I> {
     io: I,
     progress: Arc<Progress>,
-    protocol: Protocol,
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Written<I> {
@@ -421,15 +422,17 @@ impl<I: AsyncRead + Unpin> AsyncRead for Written<I> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.protocol == Protocol::Unknown && buf.filled().len() > before {
+        if this.progress.protocol.get().is_none() && buf.filled().len() > before {
             // Every HTTP/2 connection starts with its preface, `PRI * ...`;
             // no HTTP/1.1 request starts with the method `PRI`.
-            this.protocol = if buf.filled()[before..].starts_with(b"PRI") {
-                Protocol::Http2
-            } else {
-                this.progress.http1.store(true, Ordering::Relaxed);
-                Protocol::Http1
-            };
+            let _ = this
+                .progress
+                .protocol
+                .set(if buf.filled()[before..].starts_with(b"PRI") {
+                    Protocol::Http2
+                } else {
+                    Protocol::Http1
+                });
         }
         polled
     }
@@ -437,7 +440,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Written<I> {
 
 impl<I: AsyncWrite + Unpin> Written<I> {
     fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
-        if self.protocol == Protocol::Http1 && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) && self.progress.is_http1() {
             self.progress.touch();
         }
     }
