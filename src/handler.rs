@@ -309,9 +309,9 @@ fn outgoing_request(
 
 /// The host the client asked for: the request target's authority (an
 /// absolute-form HTTP/1.1 target, HTTP/2's `:authority`, without any
-/// userinfo), else `Host`. Several `Host` headers, or a `Host` that names
-/// another host or port than the authority (default ports aside), are
-/// refused: `public_hosts` and `X-Forwarded-Host` must read the same host,
+/// userinfo), else `Host`. Several `Host` headers, a `Host` that is not a
+/// plain `host[:port]`, or one that names another host or port than the
+/// authority (default ports aside), are refused: `public_hosts` and `X-Forwarded-Host` must read the same host,
 /// and the upstream must not be told a different one.
 fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Reason> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
@@ -319,6 +319,14 @@ fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Re
     if hosts.next().is_some() {
         return Err(Reason::BadRequest("more than one Host header"));
     }
+    // A Host must be `host[:port]`: no userinfo, a port that is a port.
+    let named = match host {
+        None => None,
+        Some(value) => match http::uri::Authority::try_from(value.as_bytes()) {
+            Ok(named) if !named.as_str().contains('@') && has_valid_port(&named) => Some(named),
+            _ => return Err(Reason::BadRequest("the Host header is not a host and port")),
+        },
+    };
     let Some(authority) = request.uri().authority() else {
         return Ok(host.cloned());
     };
@@ -326,25 +334,36 @@ fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Re
         Some("https") => 443,
         _ => 80,
     };
-    let same = |other: &http::uri::Authority| {
-        other.host().eq_ignore_ascii_case(authority.host())
-            && other.port_u16().unwrap_or(default_port)
-                == authority.port_u16().unwrap_or(default_port)
-    };
-    if let Some(host) = host {
-        let named = http::uri::Authority::try_from(host.as_bytes());
-        if !named.is_ok_and(|named| same(&named)) {
+    if let Some(named) = named {
+        let same = named.host().eq_ignore_ascii_case(authority.host())
+            && named.port_u16().unwrap_or(default_port)
+                == authority.port_u16().unwrap_or(default_port);
+        if !same {
             return Err(Reason::BadRequest(
                 "the Host header names another host than the request target",
             ));
         }
-        return Ok(Some(host.clone()));
+        return Ok(host.cloned());
     }
     // No Host: the authority, without userinfo.
     let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
     HeaderValue::from_str(without_userinfo)
         .map(Some)
         .map_err(|_| Reason::BadRequest("the request target's host cannot be forwarded"))
+}
+
+/// Whether `authority` has no port, or a port in range (the `http` crate
+/// accepts `host:abc` and `host:99999`, reporting no port).
+fn has_valid_port(authority: &http::uri::Authority) -> bool {
+    let text = authority.as_str();
+    let after_host = match text.rfind(']') {
+        Some(end) => &text[end + 1..],
+        None => text,
+    };
+    match after_host.rsplit_once(':') {
+        None => true,
+        Some((_, port)) => port.parse::<u16>().is_ok(),
+    }
 }
 
 /// Whether `host` (see [`requested_host`]) is one the gate serves. An empty

@@ -293,6 +293,18 @@ fn case(
     }
 }
 
+/// A GET of a public page with `host` as its only `Host`, which must get a
+/// 400 and reach nothing.
+fn refused_with_host(name: &str, host: &str) -> Case {
+    Case {
+        name: name.to_string(),
+        request: format!("GET /public/h HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        status: 400,
+        reaches: None,
+        identity: None,
+    }
+}
+
 /// Send every case, one connection each, and report every mismatch at once.
 async fn run_cases(gate: &GateProcess, upstream: &RecordingUpstream, cases: &[Case]) {
     let mut failures = Vec::new();
@@ -670,6 +682,9 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         case("absolute-form target agreeing with Host but for the default port", "GET http://PORTAL.test:80/public/t", vec![], 200, Some("/public/t"), None),
         case("absolute-form target on another port than Host", "GET http://portal.test:8443/public/u", vec![], 400, None, None),
         case("two Host headers", "GET /public/s", vec!["Host: evil.example".into()], 400, None, None),
+        refused_with_host("Host with userinfo", "eve@portal.test"),
+        refused_with_host("Host with a port that is not a port", "portal.test:abc"),
+        refused_with_host("Host with a port out of range", "portal.test:99999"),
         case("path overrides on a public page", "GET /public/o", vec!["X-Original-URL: /board/minutes".into(), "X-Rewrite-URL: /board/minutes".into(), "X-Original-URI: /board/minutes".into(), "X-Forwarded-Prefix: /board".into(), "X-Forwarded-Uri: /board/minutes".into()], 200, Some("/public/o"), None),
         case("auth-request groups and username", "GET /docs/p", vec!["X-Auth-Request-Groups: admins".into(), "X-Auth-Request-Preferred-Username: ceo".into(), bearer_line(&ada)], 200, Some("/docs/p"), Some("ada@example.com")),
         case("user header alone", "GET /docs/m", vec!["X-Forwarded-User: ceo@example.com".into(), bearer_line(&ada)], 200, Some("/docs/m"), Some("ada@example.com")),
