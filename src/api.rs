@@ -3,10 +3,12 @@
 //!
 //! `POST /auth/api/token` (and its alias `/auth/api/impersonation/token`)
 //! with `Authorization: Bearer <secret>` and a JSON body. The secret is
-//! compared in constant time against every configured secret; the body is
-//! read only after the secret checks out, and never beyond the configured
-//! `limits.api_max_body`. Failed attempts are rate-limited per client
-//! address ([`FailureLimiter`]).
+//! compared in constant time against every live configured secret; the
+//! body is read only after the secret checks out, and never beyond the
+//! configured `limits.api_max_body`. Failed attempts are rate-limited per
+//! client address ([`FailureLimiter`]); a correct secret always passes, so
+//! that nobody sharing the backend's address can lock it out. With
+//! `[api] allowed_sources`, only those networks may call at all.
 
 use std::time::Duration;
 
@@ -47,9 +49,11 @@ struct Profile {
 #[derive(Debug, PartialEq, Eq)]
 enum ApiError {
     MethodNotAllowed,
+    SourceNotAllowed,
     Unauthorized,
     RateLimited(Duration),
     TooLarge(usize),
+    BodyTimeout,
     BadRequest(String),
     WrongAccount,
     NoLiveSecret,
@@ -60,9 +64,11 @@ impl ApiError {
     fn label(&self) -> &'static str {
         match self {
             ApiError::MethodNotAllowed => "method",
+            ApiError::SourceNotAllowed => "source",
             ApiError::Unauthorized => "unauthorized",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::WrongAccount => "wrong_account",
             ApiError::NoLiveSecret => "no_live_secret",
@@ -76,6 +82,10 @@ impl ApiError {
         };
         let (status, message) = match self {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "use POST".to_string()),
+            ApiError::SourceNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "the token API does not take calls from this address".to_string(),
+            ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid shared secret".to_string(),
@@ -87,6 +97,10 @@ impl ApiError {
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {limit} bytes"),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time".to_string(),
             ),
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::WrongAccount => (
@@ -162,20 +176,27 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    if !config.api.allows_source(caller.ip) {
+        return Err(ApiError::SourceNotAllowed);
+    }
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
     let started = std::time::Instant::now();
-    caller
-        .limiter
-        .check(caller.ip, started)
-        .map_err(ApiError::RateLimited)?;
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| crate::gate::bearer_token(v.as_bytes()));
-    let known = presented.and_then(|p| config.secrets.verify_bearer(p.as_bytes()));
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(now);
+    let known = presented.and_then(|p| config.secrets.verify_bearer(p.as_bytes(), at));
     if known.is_none() {
+        // Only failures count, and only failures wait: a correct secret
+        // always passes, so a shared address (a load balancer without
+        // `trusted_proxies`) cannot be used to lock the backend out.
+        caller
+            .limiter
+            .check(caller.ip, started)
+            .map_err(ApiError::RateLimited)?;
         caller.limiter.record_failure(caller.ip, started);
         return Err(ApiError::Unauthorized);
     }
@@ -189,9 +210,10 @@ where
     if declared.is_some_and(|len| len > max_body as u64) {
         return Err(ApiError::TooLarge(max_body));
     }
-    let bytes = Limited::new(request.into_body(), max_body)
-        .collect()
+    let collected = Limited::new(request.into_body(), max_body).collect();
+    let bytes = tokio::time::timeout(config.limits.body_timeout, collected)
         .await
+        .map_err(|_elapsed| ApiError::BodyTimeout)?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::TooLarge(max_body)

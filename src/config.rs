@@ -142,6 +142,25 @@ pub struct Embed {
     pub frame_ancestors: Option<http::HeaderValue>,
 }
 
+/// The token API's settings.
+#[derive(Debug, Clone, Default)]
+pub struct Api {
+    /// Networks the token API takes calls from (the client address as
+    /// `trusted_proxies` reveal it); empty means any.
+    pub allowed_sources: Vec<ipnet::IpNet>,
+}
+
+impl Api {
+    /// Whether the token API takes calls from `ip`.
+    pub fn allows_source(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.allowed_sources.is_empty() || self.allowed_sources.iter().any(|net| net.contains(&ip))
+    }
+}
+
 /// Bounds on what one client may make the gate hold or wait for. Every
 /// one has a safe default; see `docs/security.md`.
 #[derive(Debug, Clone)]
@@ -173,6 +192,14 @@ pub struct Limits {
     pub api_failure_refill: Duration,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Time a client has to send the start of a request body (up to
+    /// [`crate::upload::BUFFERED_BODY`] bytes, or the token API's whole
+    /// body), and the longest pause within the rest of a longer body.
+    pub body_timeout: Duration,
+    /// Requests one client connection may have with the upstream at once
+    /// (more wait, within `upstream.timeout`): an HTTP/2 connection's
+    /// streams must not take the exchanges every client shares.
+    pub max_inflight_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -190,6 +217,8 @@ impl Default for Limits {
             api_failure_burst: 10,
             api_failure_refill: Duration::from_secs(6),
             shutdown_grace: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            max_inflight_per_connection: 16,
         }
     }
 }
@@ -219,6 +248,8 @@ pub struct Config {
     pub public_hosts: Vec<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// Who may call the token API.
+    pub api: Api,
     /// The embed's paths and framing policy.
     pub embed: Embed,
     /// TLS for the gate's own listener; plain HTTP when absent.

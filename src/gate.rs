@@ -147,9 +147,11 @@ pub fn find_token<'a>(
 }
 
 /// The credential of `Authorization: Bearer <token>`, if the header is one.
+/// A tab after the scheme counts as a space: whatever the gate strips as a
+/// Bearer credential, it also reads as one.
 pub fn bearer_token(value: &[u8]) -> Option<&str> {
     let value = std::str::from_utf8(value).ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| rest.trim())

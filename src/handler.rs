@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 
 use crate::body::Body;
 use crate::config::Config;
-use crate::gate::{self, Credential, Decision, TokenPlaces};
+use crate::gate::{self, Credential, Decision};
 use crate::headers::{self, ClientInfo};
 use crate::proxy::Outgoing;
 use crate::reject::{Audience, Reason};
@@ -22,12 +24,16 @@ use crate::state::{Active, Gate};
 use crate::token::Opened;
 
 /// What the server knows about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// `"https"` behind the gate's TLS, `"http"` otherwise.
     pub proto: &'static str,
+    /// Requests of this connection with the upstream at once
+    /// (`limits.max_inflight_per_connection`): one HTTP/2 connection must
+    /// not take the upstream exchanges every client shares.
+    pub inflight: Arc<Semaphore>,
 }
 
 /// What the access log and the metrics say about one request, filled in
@@ -56,7 +62,13 @@ pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -
     // does not change it under the request.
     let active = gate.active();
     let mut trace = Trace::default();
-    let response = decide_and_answer(gate, &active, request, conn, &mut trace).await;
+    let mut response = decide_and_answer(gate, &active, request, &conn, &mut trace).await;
+    if let Some(policy) = &active.config.embed.frame_ancestors {
+        // Every answer, the gate's own pages included: who may frame them.
+        response
+            .headers_mut()
+            .append(header::CONTENT_SECURITY_POLICY, policy.clone());
+    }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     gate.metrics().request(trace.decision, status, elapsed);
@@ -99,10 +111,15 @@ async fn decide_and_answer<'c>(
     gate: &Gate,
     active: &'c Active,
     request: Request<Incoming>,
-    conn: Connection,
+    conn: &Connection,
     trace: &mut Trace<'c>,
 ) -> Response<Body> {
     let audience = Audience::of(request.method(), request.headers());
+    if let Err(reason) = check_method_and_body(&request) {
+        trace.path = "-".into();
+        trace.decision = "reject";
+        return reason.into_response(audience);
+    }
 
     // Normalize: one reading of the path, for the rules and the upstream.
     let path = match crate::path::normalize(request.uri().path()) {
@@ -124,7 +141,7 @@ async fn answer<'c>(
     gate: &Gate,
     active: &'c Active,
     request: Request<Incoming>,
-    conn: Connection,
+    conn: &Connection,
     path: &str,
     audience: Audience,
     trace: &mut Trace<'c>,
@@ -144,6 +161,18 @@ async fn answer<'c>(
     };
     if !serves_host(config, host.as_ref()) {
         return refuse(trace, Reason::MisdirectedHost);
+    }
+    let trusted = config.trusts_proxy(conn.peer.ip());
+    if trusted {
+        // The host a trusted proxy relays is the one the client asked
+        // for, and the one the upstream is told: held to the same list.
+        match relayed_host(&request) {
+            Ok(Some(relayed)) if !serves_host(config, Some(&relayed)) => {
+                return refuse(trace, Reason::MisdirectedHost)
+            }
+            Ok(_) => {}
+            Err(reason) => return refuse(trace, reason),
+        }
     }
     if request
         .uri()
@@ -220,14 +249,14 @@ async fn answer<'c>(
     let client = ClientInfo {
         peer: conn.peer,
         proto: conn.proto,
-        trusted: config.trusts_proxy(conn.peer.ip()),
+        trusted,
     };
-    let outgoing = match outgoing_request(request, path, client, places, host, identity.as_deref())
-    {
+    let identity_ref = identity.as_deref();
+    let outgoing = match outgoing_request(request, path, client, host, identity_ref, config) {
         Ok(outgoing) => outgoing,
         Err(reason) => return refuse(trace, reason),
     };
-    match active.upstream.forward(outgoing).await {
+    match active.upstream.forward(outgoing, &conn.inflight).await {
         Ok(mut response) => {
             gate.upstream_health().mark(now);
             trace.decision = if identity.is_some() {
@@ -236,14 +265,7 @@ async fn answer<'c>(
                 "public"
             };
             trace.upstream_status = Some(response.status().as_u16());
-            if identity.is_some() {
-                headers::make_private(response.headers_mut());
-            }
-            if let Some(policy) = &config.embed.frame_ancestors {
-                response
-                    .headers_mut()
-                    .append(header::CONTENT_SECURITY_POLICY, policy.clone());
-            }
+            headers::filter_response(response.headers_mut(), identity.is_some());
             response
         }
         Err(reason) => {
@@ -251,7 +273,7 @@ async fn answer<'c>(
             match reason {
                 Reason::UpstreamTimeout => gate.metrics().upstream_error("timeout"),
                 Reason::UpstreamUnavailable => gate.metrics().upstream_error("unavailable"),
-                _ => {}
+                _ => trace.decision = "reject",
             }
             reason.into_response(audience)
         }
@@ -283,28 +305,52 @@ fn outgoing_request(
     mut request: Request<Incoming>,
     path: &str,
     client: ClientInfo,
-    places: TokenPlaces,
     host: Option<HeaderValue>,
     identity: Option<&crate::token::Opened>,
+    config: &Config,
 ) -> Result<Outgoing, Reason> {
-    // Rewrite the query only when it carried the token.
-    let rewritten = places
-        .query
-        .then(|| request.uri().query().and_then(headers::query_without_token));
-    let query = match &rewritten {
-        Some(rewritten) => rewritten.as_deref(),
-        None => request.uri().query(),
-    };
-    let (target, path_len) = Outgoing::target(path, query);
-    if places.cookie {
-        crate::session::strip_cookie(request.headers_mut());
-    }
-    headers::prepare_upstream_headers(request.headers_mut(), places, client, host, identity)?;
+    // Token parameters out of the query, in any spelling; borrowed when
+    // there are none.
+    let query = request.uri().query().and_then(headers::query_without_token);
+    let (target, path_len) = Outgoing::target(path, query.as_deref());
+    headers::prepare_upstream_headers(request.headers_mut(), client, host, identity)?;
+    let body_allowed = may_carry_body(request.method());
     Ok(Outgoing {
         request,
         target,
         path_len,
+        body_allowed,
+        body_timeout: config.limits.body_timeout,
     })
+}
+
+/// Whether a request's method gives a body a meaning the gate forwards.
+/// GET and HEAD do not (RFC 9110 section 9.3): an upstream that never
+/// reads such a body would read it as its next request. OPTIONS and
+/// DELETE may carry one, and go with it (see [`crate::pool`] for how a
+/// body never shares an upstream connection with a later request).
+fn may_carry_body(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+}
+
+/// Refuse what the gate never forwards, before anything else is read:
+/// `CONNECT` in any form (there is no tunnel behind the gate) and `TRACE`
+/// (it would echo the headers, the gate's identity headers included, back
+/// to the page), and a body on a GET or HEAD, over HTTP/1.1 and HTTP/2
+/// alike. A body of declared length zero is no body.
+fn check_method_and_body(request: &Request<Incoming>) -> Result<(), Reason> {
+    let method = request.method();
+    if *method == Method::CONNECT || *method == Method::TRACE {
+        return Err(Reason::MethodNotAllowed);
+    }
+    let body = request.body();
+    let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
+    if has_body && !may_carry_body(method) {
+        return Err(Reason::BadRequest(
+            "a GET or HEAD request cannot carry a body",
+        ));
+    }
+    Ok(())
 }
 
 /// The host the client asked for: the request target's authority (an
@@ -319,12 +365,11 @@ fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Re
     if hosts.next().is_some() {
         return Err(Reason::BadRequest("more than one Host header"));
     }
-    // A Host must be `host[:port]`: no userinfo, a port that is a port.
     let named = match host {
         None => None,
-        Some(value) => match http::uri::Authority::try_from(value.as_bytes()) {
-            Ok(named) if !named.as_str().contains('@') && has_valid_port(&named) => Some(named),
-            _ => return Err(Reason::BadRequest("the Host header is not a host and port")),
+        Some(value) => match plain_host(value.as_bytes()) {
+            Some(named) => Some(named),
+            None => return Err(Reason::BadRequest("the Host header is not a host and port")),
         },
     };
     let Some(authority) = request.uri().authority() else {
@@ -350,6 +395,32 @@ fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Re
     HeaderValue::from_str(without_userinfo)
         .map(Some)
         .map_err(|_| Reason::BadRequest("the request target's host cannot be forwarded"))
+}
+
+/// The `X-Forwarded-Host` a trusted proxy relayed, if any: exactly one
+/// field holding one plain `host[:port]`. Several fields, a list, or
+/// anything else is refused (400) rather than guessed at, since the
+/// upstream is told this host.
+fn relayed_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Reason> {
+    let mut relayed = request.headers().get_all("x-forwarded-host").iter();
+    let Some(value) = relayed.next() else {
+        return Ok(None);
+    };
+    if relayed.next().is_some() || plain_host(value.as_bytes()).is_none() {
+        return Err(Reason::BadRequest(
+            "X-Forwarded-Host is not one host and port",
+        ));
+    }
+    Ok(Some(value.clone()))
+}
+
+/// `bytes` read as a plain `host[:port]`: no userinfo, no path, no list, a
+/// port that is a port. The one reading of a host named in a header.
+pub fn plain_host(bytes: &[u8]) -> Option<http::uri::Authority> {
+    let named = http::uri::Authority::try_from(bytes).ok()?;
+    let text = named.as_str();
+    let plain = !text.contains(['@', ',']) && !text.is_empty() && has_valid_port(&named);
+    plain.then_some(named)
 }
 
 /// Whether `authority` has no port, or a port in range (the `http` crate

@@ -8,11 +8,11 @@
 //! `Connection: x-forwarded-email` trick can remove or keep anything the
 //! gate sets.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::gate::{bearer_token, TokenPlaces, TOKEN_HEADER};
 use crate::reject::Reason;
 use crate::token::{Opened, TokenError};
 
@@ -34,33 +34,76 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers by which an upstream may learn who the user is, where the
-/// request came from, or which path it was "really" for (IIS, Symfony and
-/// Laravel route on `X-Original-URL` and `X-Rewrite-URL`, which would let a
-/// public path serve a restricted one). Only the gate sets the identity and
-/// forwarding ones; client copies of all are removed in any case, and in
-/// the `_` spelling some servers fold into `-`.
-const GATE_OWNED: [&str; 19] = [
-    "x-forwarded-email",
-    "x-forwarded-user",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-real-ip",
-    "forwarded",
-    "x-auth-request-email",
-    "x-auth-request-user",
-    "x-auth-request-groups",
-    "x-auth-request-preferred-username",
-    "x-original-url",
-    "x-original-uri",
-    "x-rewrite-url",
-    "x-forwarded-prefix",
-    "x-forwarded-uri",
-];
+/// Client headers the upstream never sees, whatever their case and in
+/// their `_` spelling too (some servers fold `_` into `-`). Three
+/// families, reviewed against the lists 403-bypass tools try on proxies
+/// (docs/security.md lists them):
+///
+/// - **identity**: only the gate says who the user is;
+/// - **client address and forwarding**: only the gate (or a trusted proxy
+///   before it, read before this strip) says where a request came from;
+///   an upstream that allows by address must not read a client's word;
+/// - **path, host and method overrides**: IIS, Symfony, Laravel, Envoy and
+///   others route on them, which would let a public path serve a
+///   restricted one, or a GET act as a DELETE; WebDAV's `Destination`
+///   names a second path the rules never judged.
+///
+/// Also the token's own header in the spelling the gate does not read
+/// (`X_Auth_Token`): the token never reaches the upstream.
+fn is_gate_owned(name: &str) -> bool {
+    // The common header has no `_`: no copy then.
+    let mut folded = [0u8; 64];
+    let name = if name.contains('_') {
+        if name.len() > folded.len() {
+            return false;
+        }
+        for (out, b) in folded.iter_mut().zip(name.bytes()) {
+            *out = if b == b'_' { b'-' } else { b };
+        }
+        match std::str::from_utf8(&folded[..name.len()]) {
+            Ok(folded) => folded,
+            Err(_) => return false,
+        }
+    } else {
+        name
+    };
+    name.starts_with("x-forwarded-")
+        || name.starts_with("x-auth-request-")
+        || name.starts_with("x-envoy-")
+        || name.starts_with("x-pomerium-")
+        || name.starts_with("cf-access-")
+        || name.starts_with("x-goog-authenticated-")
+        || name.starts_with("x-goog-iap-")
+        || matches!(
+            name,
+            // The token's header.
+            "x-auth-token"
+                // Identity, as this gate and other gating proxies set it
+                // (oauth2-proxy, Authelia, Pomerium, Cloudflare Access,
+                // IAP and Grafana's auth proxy; prefixes above): an
+                // upstream that moved from one of them may still read it.
+                | "remote-user" | "remote-email" | "remote-groups" | "remote-name"
+                | "x-remote-user" | "x-webauth-user"
+                // Client address and forwarding.
+                | "forwarded" | "forwarded-for" | "x-forwarded" | "x-forward-for"
+                | "x-forwarder-for" | "x-originally-forwarded-for"
+                | "x-real-ip" | "real-ip" | "x-client-ip" | "client-ip"
+                | "true-client-ip" | "x-true-ip" | "cf-connecting-ip"
+                | "fastly-client-ip" | "x-cluster-client-ip" | "cluster-client-ip"
+                | "x-originating-ip" | "x-remote-ip" | "x-remote-addr"
+                | "x-original-remote-addr" | "x-proxyuser-ip"
+                | "x-custom-ip-authorization" | "x-azure-clientip"
+                | "x-azure-socketip" | "x-appengine-user-ip"
+                // Path, host and method overrides.
+                | "x-original-url" | "x-original-uri" | "x-rewrite-url"
+                | "x-override-url" | "x-original-path" | "x-request-uri"
+                | "request-uri" | "x-http-destinationurl" | "x-proxy-url"
+                | "proxy-url" | "base-url" | "http-url" | "destination"
+                | "x-host" | "x-original-host" | "x-http-host-override"
+                | "proxy-host" | "x-http-method-override" | "x-http-method"
+                | "x-method-override"
+        )
+}
 
 /// The verified user's email, set by the gate.
 pub const FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
@@ -82,10 +125,12 @@ pub struct ClientInfo {
 /// Rewrite a client's request headers into the upstream's.
 ///
 /// `host` is the host the client asked for (for `X-Forwarded-Host`);
-/// `identity` is the verified user, if the page needed one.
+/// `identity` is the verified user, if the page needed one. The
+/// credentials go whatever their spelling: every `Authorization: Bearer`,
+/// `X-Auth-Token` in either spelling, the session cookie in any case and
+/// behind any separator, and token parameters in a `Referer`.
 pub fn prepare_upstream_headers(
     headers: &mut HeaderMap,
-    places: TokenPlaces,
     client: ClientInfo,
     host: Option<HeaderValue>,
     identity: Option<&Opened>,
@@ -94,15 +139,14 @@ pub fn prepare_upstream_headers(
     let relayed = client.trusted.then(|| Relayed::take(headers));
     // One pass over the names: hop-by-hop headers; Content-Length (hyper
     // re-frames the body from its own length, so a stale or conflicting one
-    // never passes); Host (the forwarder sets the upstream's); the token's
-    // header; and every client copy of a header only the gate may set.
+    // never passes); Host (the forwarder sets the upstream's); and every
+    // client copy of a header only the gate may set, the token's included.
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             HOP_BY_HOP.contains(name)
                 || **name == header::CONTENT_LENGTH
                 || **name == header::HOST
-                || (places.header && name.as_str() == TOKEN_HEADER)
                 || is_gate_owned(name.as_str())
         })
         .cloned()
@@ -110,9 +154,9 @@ pub fn prepare_upstream_headers(
     for name in doomed {
         headers.remove(name);
     }
-    if places.bearer {
-        strip_bearer(headers);
-    }
+    strip_bearer(headers);
+    crate::session::scrub_cookies(headers);
+    scrub_referer(headers);
 
     let peer = client.peer.ip().to_string();
     let relayed = relayed.unwrap_or_default();
@@ -210,7 +254,7 @@ impl Relayed {
 }
 
 /// Drop hop-by-hop headers and every header named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip_connection_named(headers);
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -235,25 +279,19 @@ fn strip_connection_named(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether `name` (lower-case, as `http` stores it) is a header only the
-/// gate may set, in its `-` or `_` spelling.
-fn is_gate_owned(name: &str) -> bool {
-    GATE_OWNED.iter().any(|owned| {
-        owned.len() == name.len()
-            && owned
-                .bytes()
-                .zip(name.bytes())
-                .all(|(o, n)| o == n || (o == b'-' && n == b'_'))
-    })
-}
-
-/// Remove bearer tokens from `Authorization`, keeping any other
-/// credentials the client sends (e.g. Basic for the upstream's own login).
+/// Remove every `Authorization` value of the Bearer scheme (whatever
+/// follows it: a space, a tab, nothing), keeping any other credentials the
+/// client sends (e.g. Basic for the upstream's own login). Bearer values
+/// are the gate's tokens, or tokens it could not read: neither is the
+/// upstream's business.
 fn strip_bearer(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return;
+    }
     let kept: Vec<HeaderValue> = headers
         .get_all(header::AUTHORIZATION)
         .iter()
-        .filter(|v| bearer_token(v.as_bytes()).is_none())
+        .filter(|v| !is_bearer_scheme(v.as_bytes()))
         .cloned()
         .collect();
     headers.remove(header::AUTHORIZATION);
@@ -262,79 +300,156 @@ fn strip_bearer(headers: &mut HeaderMap) {
     }
 }
 
-/// The query without token parameters, other parameters kept in order and
-/// as the client encoded them; `None` when nothing is left.
-pub fn query_without_token(query: &str) -> Option<String> {
-    let kept: Vec<&str> = query
+/// Whether an `Authorization` value is of the Bearer scheme.
+fn is_bearer_scheme(value: &[u8]) -> bool {
+    let value = value.trim_ascii_start();
+    let scheme = value
+        .split(|b| b.is_ascii_whitespace())
+        .next()
+        .unwrap_or_default();
+    scheme.eq_ignore_ascii_case(b"bearer")
+}
+
+/// Whether a query parameter's name (as sent, before decoding) names a
+/// token in any spelling: `auth-token` or `auth_token` in any case, with
+/// any of its characters percent-encoded. The gate reads a token only
+/// from the two exact spellings ([`crate::gate::TOKEN_QUERY_PARAMS`]);
+/// the upstream sees none of them.
+fn is_token_param(raw_name: &str) -> bool {
+    let decoded = form_urlencoded::parse(raw_name.as_bytes())
+        .next()
+        .map(|(name, _)| name)
+        .unwrap_or_default();
+    decoded.len() == "auth-token".len()
+        && decoded
+            .bytes()
+            .zip("auth-token".bytes())
+            .all(|(d, t)| d.to_ascii_lowercase() == t || (t == b'-' && d == b'_'))
+}
+
+/// The query without token parameters ([`is_token_param`]), other
+/// parameters kept in order and as the client encoded them; `None` when
+/// nothing is left. Borrowed when there was nothing to remove.
+pub fn query_without_token(query: &str) -> Option<Cow<'_, str>> {
+    let is_kept =
+        |pair: &&str| !pair.is_empty() && !is_token_param(pair.split('=').next().unwrap_or(""));
+    if query
         .split('&')
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            let name = form_urlencoded::parse(name.as_bytes())
-                .next()
-                .map(|(n, _)| n)
-                .unwrap_or_default();
-            !crate::gate::TOKEN_QUERY_PARAMS.contains(&name.as_ref())
-        })
-        .filter(|pair| !pair.is_empty())
-        .collect();
-    if kept.is_empty() {
-        None
-    } else {
-        Some(kept.join("&"))
+        .all(|pair| pair.is_empty() || is_kept(&pair))
+    {
+        return (!query.is_empty()).then_some(Cow::Borrowed(query));
+    }
+    let kept: Vec<&str> = query.split('&').filter(is_kept).collect();
+    (!kept.is_empty()).then(|| Cow::Owned(kept.join("&")))
+}
+
+/// Token parameters out of a `Referer` (the page that linked here may have
+/// carried one in its URL), and its fragment too, which browsers never
+/// send but a client might. A `Referer` that cannot be rewritten goes.
+fn scrub_referer(headers: &mut HeaderMap) {
+    let Some(referer) = headers.get(header::REFERER) else {
+        return;
+    };
+    let Ok(text) = referer.to_str() else {
+        headers.remove(header::REFERER);
+        return;
+    };
+    let (without_fragment, fragment) = match text.split_once('#') {
+        Some((before, _)) => (before, true),
+        None => (text, false),
+    };
+    let (base, query) = match without_fragment.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (without_fragment, None),
+    };
+    let scrubbed = query.map(query_without_token);
+    let changed = fragment || matches!(&scrubbed, Some(q) if !matches!(q, Some(Cow::Borrowed(_))));
+    if !changed {
+        return;
+    }
+    let rebuilt = match scrubbed.flatten() {
+        Some(query) => format!("{base}?{query}"),
+        None => base.to_string(),
+    };
+    match HeaderValue::from_str(&rebuilt) {
+        Ok(value) => {
+            headers.insert(header::REFERER, value);
+        }
+        Err(_) => {
+            headers.remove(header::REFERER);
+        }
     }
 }
 
-/// Keep shared caches from storing a page served to one verified user:
-/// `public` and `s-maxage` are dropped and `private` is added, unless the
-/// upstream already said `private` or `no-store`.
+/// Headers by which a response tells a CDN or a cache in front of the gate
+/// how long to keep it, overriding `Cache-Control` for whoever reads them
+/// (RFC 9213 `CDN-Cache-Control` and its vendor forms,
+/// `Surrogate-Control`, Akamai's `Edge-Control`, nginx's
+/// `X-Accel-Expires`). None may reach a cache for a verified page.
+fn is_targeted_cache_field(name: &str) -> bool {
+    name.ends_with("cdn-cache-control")
+        || matches!(
+            name,
+            "surrogate-control" | "edge-control" | "x-accel-expires"
+        )
+}
+
+/// Keep a page served to one verified user out of every cache but that
+/// user's browser, and make the browser ask again before each use:
+///
+/// - `Cache-Control` becomes `private, no-cache` (`private, no-store` when
+///   the upstream said `no-store`), whatever else the upstream said: no
+///   `max-age` and no heuristic freshness to show the page from the cache
+///   once the session has ended, no `public`, `s-maxage`, qualified
+///   `private="..."` or `stale-*` for a shared cache to act on;
+/// - the targeted cache fields ([`is_targeted_cache_field`]) go;
+/// - `Vary` gains `Cookie` and `Authorization`, the credentials a browser
+///   sends, so that a stored copy is never revalidated on behalf of
+///   another session.
 pub fn make_private(headers: &mut HeaderMap) {
-    // The common cases, without allocating: no Cache-Control at all, or
-    // one that already keeps the page out of shared caches.
-    let mut values = headers.get_all(header::CACHE_CONTROL).iter().peekable();
-    if values.peek().is_none() {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
-        return;
-    }
-    let already = values.any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',').any(|d| {
-                let d = d.trim();
-                d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store")
-            })
-        })
-    });
-    if already {
-        return;
-    }
-    let directives: Vec<String> = headers
+    let no_store = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if no_store {
+            "private, no-store"
+        } else {
+            "private, no-cache"
+        }),
+    );
+    let targeted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_targeted_cache_field(name.as_str()))
+        .cloned()
         .collect();
-    let lower = |d: &String| d.to_ascii_lowercase();
-    if directives
-        .iter()
-        .map(lower)
-        .any(|d| d == "private" || d == "no-store")
-    {
-        return;
+    for name in targeted {
+        headers.remove(name);
     }
-    let mut kept = vec!["private".to_string()];
-    kept.extend(directives.into_iter().filter(|d| {
-        let d = d.to_ascii_lowercase();
-        d != "public" && !d.starts_with("s-maxage")
-    }));
-    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
-        headers.insert(header::CACHE_CONTROL, value);
+    let varies_on_everything = headers
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii() == b"*");
+    if !varies_on_everything {
+        headers.append(
+            header::VARY,
+            HeaderValue::from_static("Cookie, Authorization"),
+        );
     }
 }
 
-/// Strip hop-by-hop headers from an upstream response before it goes back.
-pub fn prepare_client_headers(headers: &mut HeaderMap) {
+/// The upstream's response head as the client gets it: hop-by-hop headers
+/// out (hyper does not remove them from a response it relays), no cookie
+/// that would set, replace or clear the gate's session, and for a verified
+/// page the cache rules of [`make_private`].
+pub fn filter_response(headers: &mut HeaderMap, verified: bool) {
     strip_hop_by_hop(headers);
+    crate::session::strip_session_set_cookies(headers);
+    if verified {
+        make_private(headers);
+    }
 }
 
 #[cfg(test)]
@@ -395,14 +510,14 @@ mod tests {
             trusted: true,
             ..client()
         };
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), trusted, None, None).expect("ok");
+        prepare_upstream_headers(&mut h, trusted, None, None).expect("ok");
         assert_eq!(h["x-forwarded-for"], "198.51.100.9, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
     }
@@ -415,7 +530,7 @@ mod tests {
             HeaderValue::from_static("x-forwarded-for, keep-alive"),
         );
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"192.0.2.7"[..])
@@ -439,7 +554,7 @@ mod tests {
             "X-Auth-Request-Email",
             HeaderValue::from_static("ceo@example.com"),
         );
-        prepare_upstream_headers(&mut h, TokenPlaces::default(), client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
         assert!(h.get("x-forwarded-email").is_none());
         assert!(h.get("x_forwarded_user").is_none());
         assert!(h.get("x-auth-request-email").is_none());
@@ -456,44 +571,238 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("Basic dTpw"),
         );
-        let places = TokenPlaces {
-            bearer: true,
-            ..TokenPlaces::default()
-        };
-        prepare_upstream_headers(&mut h, places, client(), None, None).expect("ok");
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer\tpg1.x.y"),
+        );
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("bearer"));
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("BEARER   z"),
+        );
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
         let values: Vec<_> = h.get_all(header::AUTHORIZATION).iter().collect();
         assert_eq!(values, vec![HeaderValue::from_static("Basic dTpw")]);
     }
 
-    #[test]
-    fn verified_responses_are_never_stored_by_shared_caches() {
+    fn response(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=600, s-maxage=3600"),
-        );
-        make_private(&mut h);
-        assert_eq!(h[header::CACHE_CONTROL], "private, max-age=600");
-        let mut none = HeaderMap::new();
-        make_private(&mut none);
-        assert_eq!(none[header::CACHE_CONTROL], "private");
-        let mut store = HeaderMap::new();
-        store.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        make_private(&mut store);
-        assert_eq!(store[header::CACHE_CONTROL], "no-store");
+        for (name, value) in pairs {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        h
     }
 
     #[test]
-    fn query_token_removed_others_kept_in_order() {
+    fn verified_responses_are_kept_by_no_shared_cache_and_revalidated_by_the_browser() {
+        let mut h = response(&[
+            (
+                "cache-control",
+                "public, max-age=600, s-maxage=3600, private=\"set-cookie\"",
+            ),
+            ("cache-control", "stale-while-revalidate=60, immutable"),
+            ("cdn-cache-control", "max-age=86400"),
+            ("cloudflare-cdn-cache-control", "max-age=86400"),
+            ("surrogate-control", "max-age=86400"),
+            ("edge-control", "cache-maxage=1d"),
+            ("x-accel-expires", "3600"),
+            ("vary", "Accept-Encoding"),
+            ("last-modified", "Tue, 01 Dec 2026 10:00:00 GMT"),
+        ]);
+        filter_response(&mut h, true);
+        let values: Vec<_> = h.get_all(header::CACHE_CONTROL).iter().collect();
+        assert_eq!(values, ["private, no-cache"]);
+        for gone in [
+            "cdn-cache-control",
+            "cloudflare-cdn-cache-control",
+            "surrogate-control",
+            "edge-control",
+            "x-accel-expires",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        let vary: Vec<_> = h.get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Cookie, Authorization"]);
+        assert!(h.contains_key(header::LAST_MODIFIED));
+
+        let mut none = HeaderMap::new();
+        filter_response(&mut none, true);
+        assert_eq!(none[header::CACHE_CONTROL], "private, no-cache");
+        let mut store = response(&[("cache-control", "max-age=5, No-Store"), ("vary", "*")]);
+        filter_response(&mut store, true);
+        assert_eq!(store[header::CACHE_CONTROL], "private, no-store");
+        let vary: Vec<_> = store.get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["*"], "Vary: * already varies on everything");
+    }
+
+    #[test]
+    fn public_responses_keep_their_cache_fields() {
+        let mut h = response(&[
+            ("cache-control", "public, max-age=600"),
+            ("cdn-cache-control", "max-age=86400"),
+        ]);
+        filter_response(&mut h, false);
+        assert_eq!(h[header::CACHE_CONTROL], "public, max-age=600");
+        assert_eq!(h["cdn-cache-control"], "max-age=86400");
+        assert!(!h.contains_key(header::VARY));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_of_a_response_never_reach_the_client() {
+        let mut h = response(&[
+            ("connection", "close, x-upstream-secret"),
+            ("x-upstream-secret", "internal"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authenticate", "Basic"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("content-type", "text/html"),
+        ]);
+        filter_response(&mut h, false);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type"]);
+    }
+
+    #[test]
+    fn the_upstream_can_neither_set_nor_clear_the_session() {
+        let mut h = response(&[
+            ("set-cookie", "theme=dark; Path=/"),
+            (
+                "set-cookie",
+                "__Host-portal-gate-session=; Max-Age=0; Path=/",
+            ),
+            (
+                "set-cookie",
+                "__HOST-PORTAL-GATE-SESSION=forged; Path=/; Secure",
+            ),
+            ("set-cookie", " __host-portal-gate-session =x"),
+            ("set-cookie", "=__Host-portal-gate-session=forged"),
+            ("set-cookie", "__Host-portal-gate-session"),
+            ("set-cookie", "lang=en"),
+        ]);
+        filter_response(&mut h, false);
+        let kept: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(kept, ["theme=dark; Path=/", "lang=en"]);
+    }
+
+    #[test]
+    fn only_the_connection_named_headers_go_others_arrive() {
+        let mut h = response(&[
+            ("connection", "x-foo, X-Bar"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("accept", "text/html"),
+            ("x-baz", "3"),
+        ]);
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        assert!(!h.contains_key("x-foo") && !h.contains_key("x-bar"));
+        assert_eq!(h["accept"], "text/html");
+        assert_eq!(h["x-baz"], "3");
+    }
+
+    #[test]
+    fn the_clients_length_host_and_token_go_every_other_header_stays() {
+        let mut h = response(&[
+            ("content-length", "12"),
+            ("host", "portal.example.com"),
+            ("x-auth-token", "pg1.k.abc"),
+            ("x_auth_token", "pg1.k.abc"),
+            ("accept", "text/html"),
+            ("accept-language", "en"),
+            ("user-agent", "test"),
+        ]);
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        for gone in ["content-length", "host", "x-auth-token", "x_auth_token"] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h["accept"], "text/html");
+        assert_eq!(h["accept-language"], "en");
+        assert_eq!(h["user-agent"], "test");
+    }
+
+    #[test]
+    fn path_host_method_and_address_overrides_never_pass_in_any_spelling() {
+        let names = [
+            "x-original-url",
+            "X_Rewrite_URL",
+            "x-override-url",
+            "x-forwarded-path",
+            "x-forwarded-server",
+            "x-http-method-override",
+            "x-method-override",
+            "x-host",
+            "destination",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-custom-ip-authorization",
+            "x-client-ip",
+            "x_real_ip",
+            "remote-user",
+            "x-envoy-original-path",
+            "cf-access-authenticated-user-email",
+        ];
+        let mut h = HeaderMap::new();
+        for name in names {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("/internal/"),
+            );
+        }
+        h.append("x-request-id", HeaderValue::from_static("abc"));
+        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(
-            query_without_token("a=1&auth-token=x&b=2&auth_token=x"),
+            left,
+            ["x-request-id", "x-forwarded-for", "x-forwarded-proto"]
+        );
+    }
+
+    #[test]
+    fn a_token_in_the_referer_is_scrubbed_the_rest_kept() {
+        let scrubbed = |referer: &str| {
+            let mut h = response(&[("referer", referer)]);
+            prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+            h.get(header::REFERER)
+                .map(|v| v.to_str().expect("ascii").to_string())
+        };
+        assert_eq!(
+            scrubbed("https://app.example.com/p?a=1&auth-token=pg1.k.x&b=2").as_deref(),
+            Some("https://app.example.com/p?a=1&b=2")
+        );
+        assert_eq!(
+            scrubbed("https://app.example.com/p?AUTH_TOKEN=pg1.k.x#auth-token=y").as_deref(),
+            Some("https://app.example.com/p")
+        );
+        assert_eq!(
+            scrubbed("https://app.example.com/p?x=1").as_deref(),
+            Some("https://app.example.com/p?x=1")
+        );
+    }
+
+    #[test]
+    fn query_token_removed_in_any_spelling_others_kept_in_order() {
+        let without = |q| query_without_token(q).map(Cow::into_owned);
+        assert_eq!(
+            without("a=1&auth-token=x&b=2&auth_token=x"),
             Some("a=1&b=2".into())
         );
-        assert_eq!(
-            query_without_token("auth%2Dtoken=x&c=%20"),
-            Some("c=%20".into())
-        );
-        assert_eq!(query_without_token("auth-token=x"), None);
-        assert_eq!(query_without_token("a&&b"), Some("a&b".into()));
+        assert_eq!(without("auth%2Dtoken=x&c=%20"), Some("c=%20".into()));
+        assert_eq!(without("Auth-Token=x&AUTH_TOKEN=y&c"), Some("c".into()));
+        assert_eq!(without("auth-token=x"), None);
+        // Untouched without a token; rebuilt without empty pairs with one.
+        assert_eq!(without("a&&b"), Some("a&&b".into()));
+        assert_eq!(without("a&&auth-token=x&b"), Some("a&b".into()));
+        assert_eq!(without("auth-tokens=x"), Some("auth-tokens=x".into()));
+        assert!(matches!(
+            query_without_token("a=1&b"),
+            Some(Cow::Borrowed("a=1&b"))
+        ));
+        assert_eq!(without(""), None);
     }
 }

@@ -324,15 +324,19 @@ impl SecretRing {
         self.entries.iter().map(|e| e.token.id())
     }
 
-    /// Which configured secret the presented bearer value equals, compared in
-    /// constant time against every secret (no early exit). Digests are
-    /// compared, so the lengths of the secrets do not leak either.
-    pub fn verify_bearer(&self, presented: &[u8]) -> Option<&str> {
+    /// Which configured secret, live at `now`, the presented bearer value
+    /// equals. Every secret is compared in constant time, without early
+    /// exit, and liveness is folded into the same comparison: a retired
+    /// secret (past its `not_after`) neither mints nor verifies, and the
+    /// time taken does not tell a retired secret from a wrong one. Digests
+    /// are compared, so the lengths of the secrets do not leak either.
+    pub fn verify_bearer(&self, presented: &[u8], now: SystemTime) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = Choice::from(0);
         let mut index: u64 = 0;
         for (i, entry) in self.entries.iter().enumerate() {
-            let hit = digest.ct_eq(&entry.bearer_digest);
+            let live = Choice::from(u8::from(entry.token.is_live(now)));
+            let hit = digest.ct_eq(&entry.bearer_digest) & live;
             index.conditional_assign(&(i as u64), hit);
             found |= hit;
         }
@@ -457,12 +461,13 @@ mod tests {
     fn verify_bearer_names_the_matching_secret() {
         let ring =
             SecretRing::new(vec![spec("a", "alpha"), spec("b", "bravo"), spec("c", "c")]).unwrap();
-        assert_eq!(ring.verify_bearer(b"alpha"), Some("a"));
-        assert_eq!(ring.verify_bearer(b"bravo"), Some("b"));
-        assert_eq!(ring.verify_bearer(b"c"), Some("c"));
-        assert_eq!(ring.verify_bearer(b"alph"), None);
-        assert_eq!(ring.verify_bearer(b"alphaa"), None);
-        assert_eq!(ring.verify_bearer(b""), None);
+        let now = SystemTime::now();
+        assert_eq!(ring.verify_bearer(b"alpha", now), Some("a"));
+        assert_eq!(ring.verify_bearer(b"bravo", now), Some("b"));
+        assert_eq!(ring.verify_bearer(b"c", now), Some("c"));
+        assert_eq!(ring.verify_bearer(b"alph", now), None);
+        assert_eq!(ring.verify_bearer(b"alphaa", now), None);
+        assert_eq!(ring.verify_bearer(b"", now), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`limiter`]: rate limiting of failed token API attempts.
 //! - [`explain`]: `portal-gate explain`: which rule and why.
 //! - [`proxy`]: forwarding to the upstream (portal host or [`files`]).
+//! - [`upload`]: a request body on its way upstream, read first when small.
 //! - [`metrics`]: counters for the admin listener's `/metrics`.
 //! - [`reject`]: refusal reasons and their HTTP statuses.
 //! - [`tls`]: certificates for the gate and trust roots for upstreams.
@@ -57,6 +58,7 @@ pub mod session;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod upload;
 pub mod workers;
 
 pub use config::Config;

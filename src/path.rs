@@ -55,6 +55,10 @@
 //! - a segment that ends in `.` or a space once decoded, other than the dot
 //!   segments themselves: Windows/IIS-style upstreams read `/internal./` and
 //!   `/internal%20/` as `/internal/` ([`PathError::TrailingDotOrSpace`]);
+//! - `%25` introducing an escape of a dot, of `%`, or of any character
+//!   refused escaped above (`%252e`, `%252f`, `%255c`, `%2500`, `%2525`,
+//!   and IIS's `%25u`): an upstream that decodes twice would read a dot
+//!   segment, a separator or a NUL ([`PathError::DoubleEncoded`]);
 //! - escaped bytes ≥ 0x80 that do not decode to UTF-8
 //!   ([`PathError::InvalidUtf8`]), malformed escapes
 //!   ([`PathError::BadPercentEncoding`]), `..` above the root
@@ -100,6 +104,11 @@ pub enum PathError {
     LookalikeSeparator,
     /// The raw path is longer than [`MAX_PATH_LEN`].
     TooLong,
+    /// `%25` introducing an escape of a character refused escaped, a dot,
+    /// or another `%` (`%252e`, `%252F`, `%255c`, `%2500`, `%2525`,
+    /// `%25u002e`): an upstream that decodes twice would read a dot
+    /// segment, a separator or a NUL the gate never saw.
+    DoubleEncoded,
 }
 
 impl PathError {
@@ -118,6 +127,9 @@ impl PathError {
             PathError::TooLong => "path too long",
             PathError::EncodedDelimiter => "escaped '?' or '#' in path",
             PathError::LookalikeSeparator => "look-alike dot or slash character in path",
+            PathError::DoubleEncoded => {
+                "escaped escape of a dot, separator or control character in path"
+            }
         }
     }
 }
@@ -188,6 +200,7 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
             if normal.len() > MAX_PATH_LEN {
                 return Err(PathError::TooLong);
             }
+            check_escaped_escapes(&normal)?;
             return Ok(normal);
         }
         pos = seg.end + 1;
@@ -299,6 +312,35 @@ fn scan_segment(raw: &[u8], pos: usize, out: &mut Output<'_>) -> Result<Segment,
         end: i,
         last_decoded,
     })
+}
+
+/// Refuse a `%25` (an escaped `%`) in the normalized path that, decoded
+/// once more, would be an escape of a byte the gate refuses escaped
+/// ([`check_ascii`]), of a dot (a dot segment), or of `%` again; or IIS's
+/// `%u` form. No portal page needs such a name, so there is no setting.
+fn check_escaped_escapes(normal: &str) -> Result<(), PathError> {
+    let bytes = normal.as_bytes();
+    let mut from = 0;
+    while let Some(at) = bytes[from..].windows(3).position(|w| w == b"%25") {
+        let next = from + at + 3;
+        let rest = &bytes[next..];
+        let decoded = match rest {
+            [hi, lo, ..] => hex_value(*hi)
+                .zip(hex_value(*lo))
+                .map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        };
+        if rest.first().is_some_and(|b| b.eq_ignore_ascii_case(&b'u')) {
+            return Err(PathError::DoubleEncoded);
+        }
+        if let Some(v) = decoded {
+            if matches!(v, b'.' | b'%') || check_ascii(v, true).is_err() {
+                return Err(PathError::DoubleEncoded);
+            }
+        }
+        from = next;
+    }
+    Ok(())
 }
 
 /// Refuse an ASCII byte (raw or decoded from `%XX`) that has more than one
@@ -533,13 +575,23 @@ mod tests {
         ("/a+b", Ok("/a+b")),
         ("/a%3f%23", Err(PathError::EncodedDelimiter)),
         ("/%f0%9f%98%80", Ok("/%F0%9F%98%80")),
-        // Never decoded twice.
-        // `%252e` is `%25` then the literal text `2e`: only the escape's own
-        // hex digits are upper-cased, the text after it is data.
-        ("/%252e%252e/", Ok("/%252e%252e/")),
-        ("/%252E%252E/", Ok("/%252E%252E/")),
+        // Never decoded twice. `%2541` is `%25` then the literal text
+        // `41`: only the escape's own hex digits are upper-cased, the text
+        // after it is data.
         ("/%25", Ok("/%25")),
-        ("/%252F", Ok("/%252F")),
+        ("/%2541/%25zz/50%25", Ok("/%2541/%25zz/50%25")),
+        // But an escape of an escape of what the gate refuses escaped, of
+        // a dot, or of `%` is refused: an upstream that decodes twice
+        // would read it as such.
+        ("/%252e%252e/", Err(PathError::DoubleEncoded)),
+        ("/%252E%252E/", Err(PathError::DoubleEncoded)),
+        ("/%252F", Err(PathError::DoubleEncoded)),
+        ("/a%255cb", Err(PathError::DoubleEncoded)),
+        ("/a%2500", Err(PathError::DoubleEncoded)),
+        ("/a%253f", Err(PathError::DoubleEncoded)),
+        ("/a%252525", Err(PathError::DoubleEncoded)),
+        ("/%25%32%65%25%32%65/", Err(PathError::DoubleEncoded)),
+        ("/%25u002e", Err(PathError::DoubleEncoded)),
         // Raw characters not allowed in a URI are escaped; output is ASCII.
         ("/caf\u{e9}", Ok("/caf%C3%A9")),
         ("/a b", Ok("/a%20b")),

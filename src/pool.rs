@@ -8,11 +8,13 @@
 //! connections; a request takes the most recently used one (or opens one),
 //! sends on it with hyper's connection API, and the response body puts the
 //! connection back when it ends. A connection whose body was dropped early
-//! is closed, never reused. `https://` upstreams (TLS, HTTP/2 by ALPN) keep
-//! hyper-util's client.
+//! is closed, never reused. So is one that carried a request body: an
+//! upstream that answers without reading a body (as many do on a GET)
+//! would read it as its next request, which would let a client smuggle a
+//! request past the gate; such requests go with `Connection: close`.
+//! `https://` upstreams (TLS, HTTP/2 by ALPN) keep hyper-util's client.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{AtEnd, OnEnd};
+use crate::upload::Upload;
 
 /// Idle connections kept per worker at most; more are closed.
 pub const MAX_IDLE_PER_WORKER: usize = 512;
@@ -44,7 +47,7 @@ pub enum PoolError {
 
 /// One connection waiting for its next request.
 struct Idle {
-    sender: SendRequest<Outbound>,
+    sender: SendRequest<Upload>,
     since: Instant,
 }
 
@@ -98,17 +101,21 @@ impl Http1Pool {
 
     /// Send `request`, whose URI is its target (path and query), with the
     /// upstream's `Host`, and return the response, whose body puts the
-    /// connection back when it ends.
+    /// connection back when it ends, unless the request had a body.
     pub async fn send(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<Upload>,
     ) -> Result<Response<Pooled>, PoolError> {
         let worker = crate::workers::index() % self.idle.len();
         let (mut parts, body) = request.into_parts();
         parts.headers.insert(header::HOST, self.host.clone());
-        let sent = Arc::new(AtomicBool::new(false));
-        let outbound = OnEnd::new(body, MarkSent(Arc::clone(&sent)));
-        let mut request = Request::from_parts(parts, outbound);
+        let reusable = body.is_empty();
+        if !reusable {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let mut request = Request::from_parts(parts, body);
         loop {
             let pooled = self.checkout(worker).await;
             let reused = pooled.is_some();
@@ -117,7 +124,7 @@ impl Http1Pool {
                 None => self.connect().await?,
             };
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.returning(worker, sender, sent, response)),
+                Ok(response) => return Ok(self.returning(worker, sender, reusable, response)),
                 Err(mut failed) => match failed.take_message() {
                     // Never written: a pooled connection the upstream closed
                     // meanwhile. Try the next one (or a fresh one, once).
@@ -130,7 +137,7 @@ impl Http1Pool {
 
     /// The most recently used idle connection of `worker` that is still
     /// open, once it is ready for a request.
-    async fn checkout(&self, worker: usize) -> Option<SendRequest<Outbound>> {
+    async fn checkout(&self, worker: usize) -> Option<SendRequest<Upload>> {
         loop {
             let idle = self.stack(worker).pop_back()?;
             if idle.since.elapsed() > self.idle_timeout || idle.sender.is_closed() {
@@ -143,7 +150,7 @@ impl Http1Pool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Outbound>, PoolError> {
+    async fn connect(&self) -> Result<SendRequest<Upload>, PoolError> {
         let address = self.address.as_str();
         let stream = match tokio::time::timeout(
             self.connect_timeout,
@@ -167,26 +174,25 @@ impl Http1Pool {
     }
 
     /// The response with a body that returns `sender` to the pool at its
-    /// end (at once when there is no body: a HEAD, a 204, a 304), provided
-    /// the request body was `sent` whole by then: an upstream that answers
-    /// before reading an upload leaves the connection busy sending it.
+    /// end (at once when there is no body: a HEAD, a 204, a 304), when it
+    /// is `reusable`: its request had no body.
     fn returning(
         self: &Arc<Self>,
         worker: usize,
-        sender: SendRequest<Outbound>,
-        sent: Arc<AtomicBool>,
+        sender: SendRequest<Upload>,
+        reusable: bool,
         response: Response<Incoming>,
     ) -> Response<Pooled> {
         let lease = Lease {
             pool: Arc::clone(self),
             worker,
             sender,
-            sent,
+            reusable,
         };
         response.map(|body| OnEnd::new(body, lease))
     }
 
-    fn put(&self, worker: usize, sender: SendRequest<Outbound>) {
+    fn put(&self, worker: usize, sender: SendRequest<Upload>) {
         let mut stack = self.stack(worker);
         while stack
             .front()
@@ -209,29 +215,17 @@ impl Http1Pool {
     }
 }
 
-/// A request body on its way upstream, which says when it went out whole.
-type Outbound = OnEnd<Incoming, MarkSent>;
-
 /// An upstream response body that puts its connection back at its end.
 pub type Pooled = OnEnd<Incoming, Lease>;
 
-/// Marks a request body as sent whole.
-struct MarkSent(Arc<AtomicBool>);
-
-impl AtEnd for MarkSent {
-    fn at_end(self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 /// A connection out of the pool, and how to put it back: at the end of its
-/// response body, if the request body went out whole before (otherwise
-/// the connection closes once its exchange ends).
+/// response body, if its request had no body (otherwise the connection
+/// closes once its exchange ends).
 pub struct Lease {
     pool: Arc<Http1Pool>,
     worker: usize,
-    sender: SendRequest<Outbound>,
-    sent: Arc<AtomicBool>,
+    sender: SendRequest<Upload>,
+    reusable: bool,
 }
 
 impl std::fmt::Debug for Lease {
@@ -244,7 +238,7 @@ impl std::fmt::Debug for Lease {
 
 impl AtEnd for Lease {
     fn at_end(self) {
-        if self.sent.load(Ordering::Relaxed) {
+        if self.reusable {
             self.pool.put(self.worker, self.sender);
         }
     }

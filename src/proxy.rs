@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -25,6 +26,7 @@ use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::files::StaticDir;
 use crate::pool::{Http1Pool, PoolError};
 use crate::reject::Reason;
+use crate::upload::{Upload, UploadError};
 
 /// Where admitted requests go.
 #[derive(Debug)]
@@ -69,7 +71,7 @@ enum Transport {
 }
 
 /// hyper-util's pooled client over rustls.
-type TlsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+type TlsClient = Client<HttpsConnector<HttpConnector>, Upload>;
 
 /// A request the gate has admitted, already rewritten for the upstream
 /// except for its target.
@@ -82,6 +84,12 @@ pub struct Outgoing {
     pub target: String,
     /// Where the path ends in `target`.
     pub path_len: usize,
+    /// Whether the request's method may carry a body (GET and HEAD may
+    /// not: theirs was refused if it had one, and is never read).
+    pub body_allowed: bool,
+    /// Time the client has for the start of its body, and the longest
+    /// pause in the rest (`limits.body_timeout`).
+    pub body_timeout: Duration,
 }
 
 impl Outgoing {
@@ -121,7 +129,13 @@ impl Upstream {
     }
 
     /// Send `outgoing` upstream and return the response to pass back.
-    pub async fn forward(&self, outgoing: Outgoing) -> Result<Response<Body>, Reason> {
+    /// `inflight` is the client connection's own limit on requests with
+    /// the upstream at once.
+    pub async fn forward(
+        &self,
+        outgoing: Outgoing,
+        inflight: &Arc<Semaphore>,
+    ) -> Result<Response<Body>, Reason> {
         match self {
             Upstream::Dir(dir) => {
                 let response = dir
@@ -129,7 +143,7 @@ impl Upstream {
                     .await;
                 Ok(response.map(body::boxed))
             }
-            Upstream::Http(http) => http.forward(outgoing).await,
+            Upstream::Http(http) => http.forward(outgoing, inflight).await,
         }
     }
 }
@@ -166,36 +180,71 @@ impl HttpUpstream {
         })
     }
 
-    async fn forward(&self, outgoing: Outgoing) -> Result<Response<Body>, Reason> {
+    /// Forward in three steps: the start of the request body, read before
+    /// anything is held for the upstream (within `limits.body_timeout`, see
+    /// [`crate::upload`]); a share of the client connection's in-flight
+    /// limit (within `upstream.timeout`); then an exchange, a connection
+    /// and the response head (within `upstream.timeout` again).
+    async fn forward(
+        &self,
+        outgoing: Outgoing,
+        inflight: &Arc<Semaphore>,
+    ) -> Result<Response<Body>, Reason> {
         let Outgoing {
-            mut request,
+            request,
             target,
+            body_allowed,
+            body_timeout,
             ..
         } = outgoing;
+        let (mut parts, body) = request.into_parts();
+        let body = match body_allowed {
+            true => Upload::read(body, body_timeout)
+                .await
+                .map_err(|error| upload_refusal(&error))?,
+            false => Upload::empty(),
+        };
+        let inflight = tokio::time::timeout(self.timeout, Arc::clone(inflight).acquire_owned())
+            .await
+            .map_err(|_elapsed| Reason::UpstreamTimeout)?
+            .map_err(|_closed| Reason::Internal)?;
         // The target's bytes move into the URI without another copy.
         let target = PathAndQuery::from_maybe_shared(Bytes::from(target))
             .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?;
         // HTTP/1.1 or HTTP/2 is the connection's choice; on HTTP/1.1 `Host`
         // is the upstream's (the client's Host went into X-Forwarded-Host).
-        *request.version_mut() = Version::HTTP_11;
+        parts.version = Version::HTTP_11;
         let exchange = async {
             // Waiting for a free exchange counts against the same timeout.
             let permit = Arc::clone(&self.exchanges)
                 .acquire_owned()
                 .await
                 .map_err(|_| Failure::Closed)?;
-            // Boxed once, with the permit that lives as long as the body.
-            let exchange = Exchange(permit);
+            // Boxed once, with the permits that live as long as the body.
+            let exchange = Exchange {
+                _exchange: permit,
+                _inflight: inflight,
+            };
             Ok(match &self.transport {
                 Transport::Plain(pool) => {
-                    *request.uri_mut() = Uri::from(target);
+                    parts.uri = Uri::from(target);
+                    let request = Request::from_parts(parts, body);
                     let response = pool.send(request).await.map_err(Failure::Pool)?;
                     response.map(|body| body::boxed(OnEnd::new(body, exchange)))
                 }
                 Transport::Tls { clients, base } => {
-                    let mut parts = base.clone().into_parts();
-                    parts.path_and_query = Some(target);
-                    *request.uri_mut() = Uri::from_parts(parts).map_err(|_| Failure::Target)?;
+                    let mut uri = base.clone().into_parts();
+                    uri.path_and_query = Some(target);
+                    parts.uri = Uri::from_parts(uri).map_err(|_| Failure::Target)?;
+                    if !body.is_empty() {
+                        // Never back to the pool on HTTP/1.1 (see
+                        // `crate::pool`); hyper drops the field on HTTP/2,
+                        // whose streams cannot leave bytes behind.
+                        parts
+                            .headers
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    let request = Request::from_parts(parts, body);
                     let client = &clients[crate::workers::index() % clients.len()];
                     let response = client.request(request).await.map_err(Failure::Client)?;
                     response.map(|body| body::boxed(OnEnd::new(body, exchange)))
@@ -203,23 +252,31 @@ impl HttpUpstream {
             })
         };
         let sent = tokio::time::timeout(self.timeout, exchange).await;
-        let mut response = match sent {
-            Err(_elapsed) => return Err(Reason::UpstreamTimeout),
-            Ok(Err(Failure::Closed | Failure::Target)) => return Err(Reason::Internal),
-            Ok(Err(failure)) if failure.is_client_body() => {
-                // The client's own body broke (bad chunked framing, a reset
-                // mid-upload): the client's fault, not the upstream's.
-                tracing::debug!(error = %failure, "request body failed while forwarding");
-                return Err(Reason::BadRequest("the request body is malformed"));
-            }
-            Ok(Err(failure)) => {
-                tracing::warn!(error = %failure, connect = failure.is_connect(), "upstream request failed");
-                return Err(Reason::UpstreamUnavailable);
-            }
-            Ok(Ok(response)) => response,
-        };
-        crate::headers::prepare_client_headers(response.headers_mut());
-        Ok(response)
+        match sent {
+            Err(_elapsed) => Err(Reason::UpstreamTimeout),
+            Ok(Err(Failure::Closed | Failure::Target)) => Err(Reason::Internal),
+            Ok(Err(failure)) => match failure.upload_error() {
+                // The client's own body broke or stalled: the client's
+                // fault, not the upstream's.
+                Some(error) => {
+                    tracing::debug!(%error, "request body failed while forwarding");
+                    Err(upload_refusal(error))
+                }
+                None => {
+                    tracing::warn!(error = %failure, connect = failure.is_connect(), "upstream request failed");
+                    Err(Reason::UpstreamUnavailable)
+                }
+            },
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// The refusal for a request body that could not be forwarded.
+fn upload_refusal(error: &UploadError) -> Reason {
+    match error {
+        UploadError::Stalled => Reason::BodyTimeout,
+        UploadError::Client(_) => Reason::BadRequest("the request body is malformed"),
     }
 }
 
@@ -259,13 +316,18 @@ enum Failure {
     Target,
 }
 
-/// An exchange's permit, given back when its response body ends or is
-/// dropped.
-struct Exchange(OwnedSemaphorePermit);
+/// What a request holds while it is with the upstream, given back when its
+/// response body ends or is dropped.
+struct Exchange {
+    /// One of the exchanges every client shares.
+    _exchange: OwnedSemaphorePermit,
+    /// The client connection's share (`limits.max_inflight_per_connection`).
+    _inflight: OwnedSemaphorePermit,
+}
 
 impl AtEnd for Exchange {
     fn at_end(self) {
-        drop(self.0);
+        drop(self);
     }
 }
 
@@ -281,24 +343,22 @@ impl Failure {
         }
     }
 
-    /// The body we were sending (the client's) failed, rather than the
-    /// upstream: hyper marks that as a user error.
-    fn is_client_body(&self) -> bool {
+    /// The body we were sending (the client's) failed or stalled, rather
+    /// than the upstream: hyper reports it as a user error whose source is
+    /// the body's own error.
+    fn upload_error(&self) -> Option<&UploadError> {
         let error: &(dyn std::error::Error + 'static) = match self {
             Failure::Pool(PoolError::Http(error)) => error,
-            Failure::Pool(_) | Failure::Closed | Failure::Target => return false,
+            Failure::Pool(_) | Failure::Closed | Failure::Target => return None,
             Failure::Client(error) => error,
         };
         let mut current = Some(error);
         while let Some(error) = current {
-            if error
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_user)
-            {
-                return true;
+            if let Some(upload) = error.downcast_ref::<UploadError>() {
+                return Some(upload);
             }
             current = error.source();
         }
-        false
+        None
     }
 }

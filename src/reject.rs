@@ -23,6 +23,10 @@ pub enum Reason {
     QueryTooLong,
     /// The request names a host this gate does not serve.
     MisdirectedHost,
+    /// A method the gate never forwards (`CONNECT`, `TRACE`).
+    MethodNotAllowed,
+    /// The client did not send its request body in time.
+    BodyTimeout,
     /// A restricted page was requested without a token.
     MissingToken,
     /// The token could not be opened or is no longer valid.
@@ -53,6 +57,8 @@ impl Reason {
             }
             Reason::NotAdmitted => StatusCode::FORBIDDEN,
             Reason::QueryTooLong => StatusCode::URI_TOO_LONG,
+            Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -67,6 +73,8 @@ impl Reason {
             Reason::BadRequest(why) => why,
             Reason::QueryTooLong => "the query string is too long",
             Reason::MisdirectedHost => "this gate does not serve that host",
+            Reason::MethodNotAllowed => "the gate does not forward this method",
+            Reason::BodyTimeout => "the request body did not arrive in time",
             Reason::MissingToken => "a token is required for this page",
             Reason::InvalidToken(crate::token::TokenError::Expired) => "the token has expired",
             Reason::InvalidToken(_) => "the token is not valid",
@@ -114,12 +122,27 @@ impl Reason {
                 HeaderValue::from_static(challenge),
             );
         }
+        if self == Reason::MethodNotAllowed {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
+        }
+        if self == Reason::BodyTimeout {
+            // The rest of the body may still come: this connection ends.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
 }
+
+/// The methods the gate forwards, for `Allow` (any other extension method
+/// is forwarded too; `CONNECT` and `TRACE` never are).
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Who will read a refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

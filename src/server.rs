@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -190,6 +190,7 @@ impl Accepted {
                 let conn = Connection {
                     peer,
                     proto: "http",
+                    inflight: Arc::new(Semaphore::new(limits.max_inflight_per_connection)),
                 };
                 serve_connection(stream, gate, conn, &limits, closing).await
             }
@@ -203,6 +204,7 @@ impl Accepted {
                         let conn = Connection {
                             peer,
                             proto: "https",
+                            inflight: Arc::new(Semaphore::new(limits.max_inflight_per_connection)),
                         };
                         serve_connection(stream, gate, conn, &limits, closing).await
                     }
@@ -242,11 +244,14 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let progress = Arc::new(Progress::new());
+    let peer = conn.peer;
     let service = {
         let progress = Arc::clone(&progress);
         service_fn(move |request| {
             let gate = Arc::clone(&gate);
             let progress = Arc::clone(&progress);
+            let conn = conn.clone();
+            progress.first_request.store(true, Ordering::Relaxed);
             progress.touch();
             let waiting = Waiting::enter(&progress);
             async move {
@@ -278,13 +283,23 @@ where
         limits.idle_timeout,
     );
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A connection gets `header_read_timeout` for its first request's
+    // head, like a TLS handshake: one that sends nothing (or too little
+    // for hyper to tell HTTP/1.1 from HTTP/2) does not live an idle period.
+    let first_head_by = tokio::time::Instant::now() + limits.header_read_timeout;
     loop {
         let idle_at = progress.last().max(quiet_since) + limits.idle_timeout;
         tokio::select! {
             result = connection.as_mut() => return result,
+            () = tokio::time::sleep_until(first_head_by), if !progress.first_request.load(Ordering::Relaxed) => {
+                if !progress.first_request.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "no request head within the header timeout; dropping the connection");
+                    return Ok(());
+                }
+            }
             _ = watchdog.tick() => {
                 if progress.an_answer_stalled(stall_limit) {
-                    tracing::debug!(peer = %conn.peer, "an answer made no progress for two idle periods; dropping the connection");
+                    tracing::debug!(peer = %peer, "an answer made no progress for two idle periods; dropping the connection");
                     return Ok(());
                 }
             }
@@ -305,7 +320,7 @@ where
                     continue;
                 }
                 if asked_to_close {
-                    tracing::debug!(peer = %conn.peer, "connection stalled after a close; dropping it");
+                    tracing::debug!(peer = %peer, "connection stalled after a close; dropping it");
                     return Ok(());
                 }
                 connection.as_mut().graceful_shutdown();
@@ -335,6 +350,9 @@ struct Progress {
     /// What the connection speaks, once its first bytes said: on
     /// HTTP/1.1 bytes written count as progress (see [`Written`]).
     protocol: OnceLock<Protocol>,
+    /// A request has arrived: the header timeout of the first no longer
+    /// applies.
+    first_request: AtomicBool,
 }
 
 impl Progress {
@@ -345,6 +363,7 @@ impl Progress {
             waiting: AtomicUsize::new(0),
             answers: Mutex::new(Vec::new()),
             protocol: OnceLock::new(),
+            first_request: AtomicBool::new(false),
         }
     }
 

@@ -7,7 +7,9 @@
 //! with the session's own lifetime. Any replica with the same secrets opens
 //! it; nothing is stored.
 
-use http::header::{self, HeaderMap, HeaderValue};
+use std::borrow::Cow;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use crate::body::{self, Body};
@@ -66,31 +68,105 @@ fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
 }
 
-/// Remove the session cookie from `Cookie` headers, keeping every other
-/// cookie (whatever its bytes) for the upstream.
-pub fn strip_cookie(headers: &mut HeaderMap) {
-    let kept: Vec<Vec<u8>> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .map(|v| {
-            let pairs: Vec<&[u8]> = v
-                .as_bytes()
-                .split(|&b| b == b';')
-                .map(<[u8]>::trim_ascii)
-                .filter(|pair| {
-                    !pair.is_empty()
-                        && split_pair(pair).is_none_or(|(name, _)| name != COOKIE_NAME.as_bytes())
-                })
-                .collect();
-            pairs.join(&b"; "[..])
-        })
-        .filter(|v| !v.is_empty())
-        .collect();
-    headers.remove(header::COOKIE);
-    for value in kept {
-        if let Ok(value) = HeaderValue::from_bytes(&value) {
-            headers.append(header::COOKIE, value);
+/// The `Cookie` headers as the upstream gets them: joined into one (an
+/// HTTP/2 client may send one `cookie` field per cookie, and RFC 9113
+/// section 8.2.3 asks that they be joined with `; ` for HTTP/1.1), without
+/// the session cookie, every other cookie kept as it was sent, whatever
+/// its bytes. The session goes in any letter case and also when a comma
+/// rather than a `;` separates it, as some servers split cookies at
+/// commas too (RFC 2965): it never reaches the upstream, even in a
+/// spelling the gate does not read as a session.
+pub fn scrub_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    let several = values.next().is_some();
+    // The common request: one header, no session in it, no comma.
+    if !several && !first.as_bytes().contains(&b',') && !carries_session(first.as_bytes()) {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let kept = without_session(pair);
+            let kept = kept.trim_ascii();
+            if kept.is_empty() {
+                continue;
+            }
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(kept);
         }
+    }
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        if !joined.is_empty() {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// Whether a `Cookie` value names the session cookie, in any case.
+fn carries_session(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b';' || b == b',')
+        .any(is_session_pair)
+}
+
+/// Whether one `name=value` names the session cookie, in any case.
+fn is_session_pair(pair: &[u8]) -> bool {
+    split_pair(pair).is_some_and(|(name, _)| name.eq_ignore_ascii_case(COOKIE_NAME.as_bytes()))
+}
+
+/// One `;`-separated cookie pair without the comma-separated parts that
+/// name the session (the whole pair when it has no comma).
+fn without_session(pair: &[u8]) -> Cow<'_, [u8]> {
+    if !pair.contains(&b',') {
+        return if is_session_pair(pair) {
+            Cow::Borrowed(&[])
+        } else {
+            Cow::Borrowed(pair)
+        };
+    }
+    let parts: Vec<&[u8]> = pair
+        .split(|&b| b == b',')
+        .filter(|part| !is_session_pair(part))
+        .collect();
+    Cow::Owned(parts.join(&b","[..]))
+}
+
+/// Drop every `Set-Cookie` of an upstream response that would set, replace
+/// or clear the gate's session cookie: its name in any case, or a nameless
+/// cookie whose value starts with it (browsers send a nameless cookie as
+/// its bare value, which reads as `name=value`). Only the gate manages its
+/// session; a portal plugin must not sign users out or in.
+pub fn strip_session_set_cookies(headers: &mut HeaderMap) {
+    let names_session = |value: &HeaderValue| {
+        let pair = value.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
+        let pair = pair.trim_ascii();
+        let bare = pair.strip_prefix(b"=").unwrap_or(pair).trim_ascii_start();
+        let name = COOKIE_NAME.as_bytes();
+        is_session_pair(pair)
+            || bare.len() >= name.len() && bare[..name.len()].eq_ignore_ascii_case(name)
+    };
+    if !headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(names_session)
+    {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !names_session(v))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
     }
 }
 
@@ -113,10 +189,14 @@ pub fn exchange_response(location: &str, sealed: &str, ttl_secs: u64) -> Respons
     redirect(location, &cookie)
 }
 
-/// The answer to the logout path: the cookie cleared, then on to `next`
-/// (from the query) when it is a path on this portal, else to `/`. Only a
-/// normalized local path is followed, so the logout path cannot be used as
-/// an open redirect.
+/// The answer to the logout path: the cookie cleared, the browser's cache
+/// of this origin cleared (`Clear-Site-Data: "cache"`, so that no
+/// restricted page is shown from it to the next person on that browser),
+/// then on to `next` (from the query) when it is a path on this portal,
+/// else to `/`. Only a normalized local path is followed, so the logout
+/// path cannot be used as an open redirect, and what `next` decoded to is
+/// percent-encoded again where a `Location` may not carry it raw (spaces,
+/// tabs, bidi controls and other non-ASCII).
 pub fn logout_response(query: Option<&str>) -> Response<Body> {
     let cookie =
         format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=None; Partitioned");
@@ -126,8 +206,29 @@ pub fn logout_response(query: Option<&str>) -> Response<Body> {
         .find(|(name, _)| name == "next")
         .map(|(_, value)| value.into_owned());
     let location = next.as_deref().and_then(local_path).unwrap_or("/");
-    redirect(location, &cookie)
+    let location = percent_encoding::utf8_percent_encode(location, LOCATION_UNSAFE).to_string();
+    let mut response = redirect(&location, &cookie);
+    response.headers_mut().insert(
+        HeaderName::from_static("clear-site-data"),
+        HeaderValue::from_static("\"cache\""),
+    );
+    response
 }
+
+/// What a `Location` must not carry raw: controls, space, the characters
+/// RFC 3986 never allows unencoded, and (always, by the crate) non-ASCII.
+/// `%` stays: `next` is already a normalized, encoded path.
+const LOCATION_UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 
 /// `next` if it is a path on this portal: starts with one `/`, and its
 /// path part is already normalized (no `//host`, no `\`, no dot segments).
@@ -197,7 +298,7 @@ mod tests {
         ]);
         let found: Vec<&str> = cookie_values(&h).collect();
         assert_eq!(found, vec!["pgs1.k.x", "pgs1.k.y"]);
-        strip_cookie(&mut h);
+        scrub_cookies(&mut h);
         let left: Vec<_> = h.get_all(header::COOKIE).iter().collect();
         assert_eq!(left, vec!["a=1; b=2"]);
     }
@@ -218,7 +319,7 @@ mod tests {
         let found: Vec<&str> = cookie_values(&h).collect();
         // The second is no UTF-8: empty, so it cannot open.
         assert_eq!(found, vec!["pgs1.k.x", ""]);
-        strip_cookie(&mut h);
+        scrub_cookies(&mut h);
         let left: Vec<_> = h.get_all(header::COOKIE).iter().collect();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].as_bytes(), b"a=caf\xc3\xa9; b=2");

@@ -420,8 +420,15 @@ const PATH_CASES: &[PathCase] = &[
     PathCase { name: "encoded NUL segment then dot-dot", line: "GET /public/%00/../docs", anonymous: 400, outsider: 400, reaches: None },
     PathCase { name: "encoded NUL before dot-dot", line: "GET /public/..%00/internal", anonymous: 400, outsider: 400, reaches: None },
     PathCase { name: "encoded tab in internal", line: "GET /internal%09/x", anonymous: 400, outsider: 400, reaches: None },
-    // Double encoding is decoded once: %25 stays %25, and the page is public.
-    PathCase { name: "double-encoded dot-dot", line: "GET /public/%252e%252e/docs/x", anonymous: 200, outsider: 200, reaches: Some("/public/%252e%252e/docs/x") },
+    // Escapes of escapes of a dot, a separator or NUL: an upstream that
+    // decodes twice would read them as such, so they are refused.
+    PathCase { name: "double-encoded dot-dot", line: "GET /public/%252e%252e/docs/x", anonymous: 400, outsider: 400, reaches: None },
+    PathCase { name: "double-encoded slash", line: "GET /public/..%252fdocs/x", anonymous: 400, outsider: 400, reaches: None },
+    PathCase { name: "double-encoded backslash", line: "GET /public/..%255cdocs/x", anonymous: 400, outsider: 400, reaches: None },
+    PathCase { name: "double-encoded NUL", line: "GET /docs/x%2500.html", anonymous: 400, outsider: 400, reaches: None },
+    PathCase { name: "double-encoded escapes of the digits", line: "GET /public/%25%32%65%25%32%65/docs/x", anonymous: 400, outsider: 400, reaches: None },
+    // Other escaped escapes are data, decoded once: %25 stays %25.
+    PathCase { name: "escaped percent before a letter", line: "GET /public/%2541", anonymous: 200, outsider: 200, reaches: Some("/public/%2541") },
     // Overlong UTF-8 for '.' (the IIS unicode bug).
     PathCase { name: "overlong UTF-8 dots", line: "GET /public/%c0%ae%c0%ae/docs/x", anonymous: 400, outsider: 400, reaches: None },
     PathCase { name: "overlong UTF-8 dots into internal", line: "GET /public/%c0%ae%c0%ae/internal/x", anonymous: 400, outsider: 400, reaches: None },
@@ -448,7 +455,10 @@ const PATH_CASES: &[PathCase] = &[
     PathCase { name: "fullwidth slash is refused", line: "GET /public/..%ef%bc%8finternal/x", anonymous: 400, outsider: 400, reaches: None },
     // Targets that are not a path.
     PathCase { name: "asterisk-form OPTIONS", line: "OPTIONS *", anonymous: 400, outsider: 400, reaches: None },
-    PathCase { name: "authority-form CONNECT", line: "CONNECT internal.example:443", anonymous: 400, outsider: 400, reaches: None },
+    // CONNECT in any form is answered 405, never tunnelled or forwarded.
+    PathCase { name: "authority-form CONNECT", line: "CONNECT internal.example:443", anonymous: 405, outsider: 405, reaches: None },
+    PathCase { name: "origin-form CONNECT", line: "CONNECT /public/a", anonymous: 405, outsider: 405, reaches: None },
+    PathCase { name: "TRACE", line: "TRACE /public/a", anonymous: 405, outsider: 405, reaches: None },
     // The upstream gets the normalized path, not the client's spelling.
     PathCase { name: "public path is forwarded normalized", line: "GET /public//a/./b", anonymous: 200, outsider: 200, reaches: Some("/public/a/b") },
     PathCase { name: "public path keeps its trailing slash", line: "GET /public/a/b/..", anonymous: 200, outsider: 200, reaches: Some("/public/a/") },
@@ -637,9 +647,29 @@ async fn connect_is_never_tunnelled() {
         bearer_line(&token)
     );
     let reply = send_raw(&gate, text.as_bytes()).await;
-    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    assert!(
+        reply
+            .text
+            .contains("allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        "{}",
+        reply.text
+    );
     // The bytes after the CONNECT head are a second request the gate gates
     // (with no token: 401), never bytes tunnelled to the upstream.
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn connect_with_a_path_is_answered_405_and_never_forwarded() {
+    let (upstream, gate) = setup().await;
+    // Before: forwarded to the upstream as a CONNECT, and the client never
+    // got an answer.
+    let text = "CONNECT /public/a HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n";
+    let reply = send_raw(&gate, text.as_bytes()).await;
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    assert!(reply.text.contains("the gate does not forward this method"));
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
     gate.stop().await;
 }
@@ -647,6 +677,35 @@ async fn connect_is_never_tunnelled() {
 // ---------------------------------------------------------------------------
 // 2. Identity-header spoofing
 // ---------------------------------------------------------------------------
+
+/// Headers 403-bypass tools send to make an upstream read another path,
+/// host, method or client address (docs/security.md has the whole list).
+const OVERRIDES: [&str; 24] = [
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-Override-URL",
+    "X-Forwarded-Path",
+    "X-Envoy-Original-Path",
+    "X-Http-Destinationurl",
+    "X-Proxy-Url",
+    "Destination",
+    "X-Host",
+    "X-Forwarded-Server",
+    "X-HTTP-Host-Override",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+    "X-Client-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "X-Custom-IP-Authorization",
+    "X-ProxyUser-Ip",
+    "X-Cluster-Client-IP",
+    "Remote-User",
+];
 
 #[tokio::test]
 async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own() {
@@ -686,6 +745,8 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         refused_with_host("Host with a port that is not a port", "portal.test:abc"),
         refused_with_host("Host with a port out of range", "portal.test:99999"),
         case("path overrides on a public page", "GET /public/o", vec!["X-Original-URL: /board/minutes".into(), "X-Rewrite-URL: /board/minutes".into(), "X-Original-URI: /board/minutes".into(), "X-Forwarded-Prefix: /board".into(), "X-Forwarded-Uri: /board/minutes".into()], 200, Some("/public/o"), None),
+        case("the 403-bypass family on a public page", "GET /public/o2", OVERRIDES.iter().map(|name| format!("{name}: /board/minutes")).collect(), 200, Some("/public/o2"), None),
+        case("the 403-bypass family in _ spelling", "GET /public/o3", OVERRIDES.iter().map(|name| format!("{}: 127.0.0.1", name.replace('-', "_"))).collect(), 200, Some("/public/o3"), None),
         case("auth-request groups and username", "GET /docs/p", vec!["X-Auth-Request-Groups: admins".into(), "X-Auth-Request-Preferred-Username: ceo".into(), bearer_line(&ada)], 200, Some("/docs/p"), Some("ada@example.com")),
         case("user header alone", "GET /docs/m", vec!["X-Forwarded-User: ceo@example.com".into(), bearer_line(&ada)], 200, Some("/docs/m"), Some("ada@example.com")),
         case("space before the colon", "GET /public/n", vec!["X-Forwarded-Email : ceo@example.com".into()], 400, None, None),
@@ -712,6 +773,16 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         assert_eq!(seen.headers["x-forwarded-proto"], "http", "{}", seen.uri);
         assert!(!seen.headers.contains_key("x_forwarded_email"));
         assert!(!seen.headers.contains_key("x-forwarded_email"));
+        for name in OVERRIDES {
+            let underscored = name.to_ascii_lowercase().replace('-', "_");
+            for spelling in [name.to_ascii_lowercase(), underscored] {
+                assert!(
+                    !seen.headers.contains_key(spelling.as_str()),
+                    "{spelling} reached {}",
+                    seen.uri
+                );
+            }
+        }
     }
     assert_upstream_saw_only_admitted_requests(&upstream);
     gate.stop().await;
@@ -786,9 +857,25 @@ async fn tokens_are_accepted_once_in_one_reading_and_never_forwarded() {
         case("percent-encoded underscore name", &format!("GET /docs/x?auth%5Ftoken={ada}"), vec![], 200, Some("/docs/x"), ada_identity),
         case("token of a user the rule does not admit", "GET /internal/y", vec![bearer_line(&eve)], 403, None, None),
         case("token via X-Auth-Token is stripped", "GET /docs/z", vec![format!("X-Auth-Token: {ada}")], 200, Some("/docs/z"), ada_identity),
+        // Spellings the gate does not read as a credential still never
+        // reach the upstream.
+        case("X_Auth_Token spelling", "GET /public/s1", vec![format!("X_Auth_Token: {ada}")], 200, Some("/public/s1"), None),
+        case("bearer after a tab", "GET /public/s2", vec![format!("Authorization: Bearer\t{ada}")], 200, Some("/public/s2"), None),
+        case("bearer after a tab is a credential", "GET /docs/s2", vec![format!("Authorization: Bearer\t{ada}")], 200, Some("/docs/s2"), ada_identity),
+        case("token in the Referer", "GET /public/s3", vec![format!("Referer: https://app.example.com/p?x=1&auth-token={ada}#auth-token={ada}")], 200, Some("/public/s3"), None),
+        case("session cookie after a comma", "GET /public/s4", vec![format!("Cookie: a=1, __Host-portal-gate-session={ada}; b=2")], 200, Some("/public/s4"), None),
+        case("session cookie in other letter case", "GET /public/s5", vec![format!("Cookie: __HOST-portal-gate-SESSION={ada}; b=2")], 200, Some("/public/s5"), None),
+        case("token parameter in upper case", &format!("GET /public/s6?AUTH-TOKEN={ada}&q=1"), vec![], 200, Some("/public/s6?q=1"), None),
     ];
     run_cases(&gate, &upstream, &cases).await;
 
+    let referer = upstream.seen_under("/public/s3");
+    assert_eq!(
+        referer[0].headers["referer"],
+        "https://app.example.com/p?x=1"
+    );
+    let cookies = upstream.seen_under("/public/s4");
+    assert_eq!(cookies[0].headers["cookie"], "a=1; b=2");
     for seen in upstream.seen() {
         assert!(!seen.uri.contains(&ada), "token in {}", seen.uri);
         for value in seen.headers.values() {
@@ -1218,5 +1305,44 @@ async fn http2_requests_pass_the_same_gate() {
         assert!(s.headers.get("x_forwarded_email").is_none());
     }
     assert_upstream_saw_only_admitted_requests(&upstream);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_relayed_by_a_trusted_proxy_is_held_to_public_hosts() {
+    let upstream = RecordingUpstream::start().await;
+    let extra = "trusted_proxies = [\"127.0.0.1\"]\npublic_hosts = [\"portal.test\"]\n";
+    let gate = GateProcess::start(&config_for(&upstream.url(), extra)).await;
+    #[rustfmt::skip]
+    let cases = vec![
+        case("relayed public host", "GET /public/a", vec!["X-Forwarded-Host: portal.test".into()], 200, Some("/public/a"), None),
+        case("relayed host with a port", "GET /public/b", vec!["X-Forwarded-Host: portal.test:8443".into()], 200, Some("/public/b"), None),
+        case("nothing relayed", "GET /public/c", vec![], 200, Some("/public/c"), None),
+        // Before, any relayed host passed and went to the upstream.
+        case("relayed host the gate does not serve", "GET /public/d", vec!["X-Forwarded-Host: evil.example".into()], 421, None, None),
+        case("relayed list", "GET /public/e", vec!["X-Forwarded-Host: portal.test, evil.example".into()], 400, None, None),
+        case("two relayed hosts", "GET /public/f", vec!["X-Forwarded-Host: portal.test".into(), "X-Forwarded-Host: evil.example".into()], 400, None, None),
+        case("relayed host with userinfo", "GET /public/g", vec!["X-Forwarded-Host: eve@portal.test".into()], 400, None, None),
+        case("relayed host with a path", "GET /public/h", vec!["X-Forwarded-Host: portal.test/x".into()], 400, None, None),
+    ];
+    run_cases(&gate, &upstream, &cases).await;
+    let relayed = upstream.seen_under("/public/b");
+    assert_eq!(relayed[0].headers["x-forwarded-host"], "portal.test:8443");
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_reach_an_http1_upstream_as_one_header() {
+    let (upstream, gate) = setup().await;
+    let (status, ..) = h2_get(
+        &gate,
+        "/public/cookies",
+        &[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = upstream.seen_under("/public/cookies");
+    let cookies: Vec<_> = seen[0].headers.get_all("cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; b=2; c=3"]);
     gate.stop().await;
 }

@@ -206,3 +206,48 @@ async fn the_api_path_is_matched_after_normalization() {
     assert!(upstream.seen().is_empty());
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn a_retired_secret_neither_mints_nor_is_told_apart_from_a_wrong_one() {
+    let upstream = RecordingUpstream::start().await;
+    let retired = "an-old-secret-retired-at-the-last-rotation";
+    let extra = format!(
+        "[[secrets]]\nid = \"old\"\nvalue = \"{retired}\"\nnot_after = \"2020-01-01T00:00:00Z\"\n"
+    );
+    let gate = GateProcess::start(&config_for(&upstream.url(), &extra)).await;
+    let body = format!(r#"{{"account_id":"{ACCOUNT}","user_email":"ceo@example.com"}}"#);
+    // Before, the retired secret was accepted, and the API minted under the
+    // primary secret for any email.
+    let old = post(&gate, &body).bearer(retired).send().await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.body);
+    let wrong = post(&gate, &body).bearer(OTHER_SECRET).send().await;
+    assert_eq!(error_of(&old), error_of(&wrong));
+    let live = post(&gate, &body).bearer(SECRET).send().await;
+    assert_eq!(live.status, StatusCode::OK);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn allowed_sources_keep_the_token_api_to_the_backends_network() {
+    let upstream = RecordingUpstream::start().await;
+    let body = format!(r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com"}}"#);
+    for (sources, want) in [
+        ("[\"10.0.0.0/8\", \"192.0.2.1\"]", StatusCode::FORBIDDEN),
+        ("[\"127.0.0.0/8\"]", StatusCode::OK),
+    ] {
+        let extra = format!("[api]\nallowed_sources = {sources}\n");
+        let gate = GateProcess::start(&config_for(&upstream.url(), &extra)).await;
+        let reply = post(&gate, &body).bearer(SECRET).send().await;
+        assert_eq!(reply.status, want, "{sources}: {}", reply.body);
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(
+                error_of(&reply),
+                "the token API does not take calls from this address"
+            );
+            // Pages are not the API's business: they still pass.
+            let page = get(&gate.url("/public/x")).send().await;
+            assert_eq!(page.status, StatusCode::OK);
+        }
+        gate.stop().await;
+    }
+}

@@ -407,15 +407,19 @@ async fn an_upload_the_upstream_answered_early_does_not_hold_up_the_next_request
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = RecordingUpstream::start().await;
     let gate = GateProcess::start(&config_for(&upstream.url(), "")).await;
-    // An upload that stalls after 100 of its 1 000 000 bytes, which the
-    // upstream answers without reading: its connection is still busy
-    // sending the body when the answer's end would put it back.
+    // An upload that stalls after 20 000 of its 1 000 000 bytes (past the
+    // part the gate reads before it goes upstream), which the upstream
+    // answers without reading: its connection is still busy sending the
+    // body when the answer's end would put it back.
     let mut uploader = tokio::net::TcpStream::connect(gate.addr)
         .await
         .expect("connect");
     let head = "POST /public/early/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n";
     uploader.write_all(head.as_bytes()).await.expect("head");
-    uploader.write_all(&[b'x'; 100]).await.expect("some body");
+    uploader
+        .write_all(&[b'x'; 20_000])
+        .await
+        .expect("some body");
     let mut answer = [0u8; 12];
     uploader.read_exact(&mut answer).await.expect("answer");
     assert_eq!(&answer, b"HTTP/1.1 200");

@@ -206,14 +206,22 @@ async fn failed_api_attempts_are_rate_limited_and_successes_are_not() {
         .parse()
         .expect("seconds");
     assert!((1..=60).contains(&retry), "{retry}");
-    // While limited, even the right secret waits: the address is refused
-    // before any secret is compared.
+    // The attack: others' failures from the same address (every client of
+    // a load balancer without `trusted_proxies` shares it) must not stop
+    // the backend from minting. While the address is limited, the right
+    // secret still passes, and wrong ones stay refused.
     let right = request(Method::POST, &gate.url("/auth/api/token"))
         .bearer(SECRET)
+        .body(body.clone())
+        .send()
+        .await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.body);
+    let still = request(Method::POST, &gate.url("/auth/api/token"))
+        .bearer("guess")
         .body(body)
         .send()
         .await;
-    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(still.status, StatusCode::TOO_MANY_REQUESTS);
     gate.stop().await;
 }
 
@@ -230,6 +238,15 @@ fn limits_out_of_range_are_config_errors() {
             "limits.header_read_timeout",
         ),
         ("trusted_proxies = [\"not-an-ip\"]\n", "trusted_proxies"),
+        (
+            "[api]\nallowed_sources = [\"10.0.0.0/33\"]\n",
+            "api.allowed_sources",
+        ),
+        ("[limits]\nbody_timeout = \"0s\"\n", "limits.body_timeout"),
+        (
+            "[limits]\nmax_inflight_per_connection = 0\n",
+            "limits.max_inflight_per_connection",
+        ),
         // Would overflow a clock reading plus the timeout: a panic on
         // every connection, were it accepted.
         (
@@ -455,5 +472,32 @@ async fn one_stalled_http2_stream_ends_the_connection_even_while_others_move() {
         "cut too early"
     );
     drop(stalled);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_head_is_closed_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = RecordingUpstream::start().await;
+    let extra = "[limits]\nheader_read_timeout = \"1s\"\nidle_timeout = \"30s\"\n";
+    let gate = GateProcess::start(&config_for(&upstream.url(), extra)).await;
+    // Nothing at all, or fewer bytes than hyper needs to tell HTTP/1.1
+    // from HTTP/2: before, such a connection lived the idle timeout.
+    for first in [&b""[..], b"GET / HTTP", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(gate.addr)
+            .await
+            .expect("connect");
+        stream.write_all(first).await.expect("write");
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{first:?}: still open after 5 s");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{first:?}: closed after {took:?}"
+        );
+    }
     gate.stop().await;
 }

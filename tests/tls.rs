@@ -179,8 +179,18 @@ async fn a_client_offering_only_tls_1_1_is_refused() {
     gate.stop().await;
 }
 
-/// An HTTPS upstream with a certificate from `pki`'s private CA.
+/// An HTTPS upstream with a certificate from `pki`'s private CA, offering
+/// HTTP/2 and HTTP/1.1.
 async fn https_upstream(pki: &Pki) -> std::net::SocketAddr {
+    https_upstream_with(pki, &[b"h2", b"http/1.1"]).await.0
+}
+
+/// An HTTPS upstream offering the `alpn` protocols, and a count of the TCP
+/// connections it accepted.
+async fn https_upstream_with(
+    pki: &Pki,
+    alpn: &[&[u8]],
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
@@ -194,21 +204,35 @@ async fn https_upstream(pki: &Pki) -> std::net::SocketAddr {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = Arc::clone(&connections);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
                 let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    let text = format!("secure upstream {:?}: {}", req.version(), req.uri().path());
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let text = format!(
+                        "secure upstream {:?}: {} ({} bytes)",
+                        parts.version,
+                        parts.uri.path(),
+                        body.len()
+                    );
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -217,7 +241,7 @@ async fn https_upstream(pki: &Pki) -> std::net::SocketAddr {
             });
         }
     });
-    addr
+    (addr, connections)
 }
 
 #[tokio::test]
@@ -236,13 +260,55 @@ async fn an_https_upstream_with_a_private_ca_needs_ca_file() {
     let reply = get(&trusting.url("/public/x")).send().await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     // The gate speaks HTTP/2 to an upstream that offers it.
-    assert_eq!(reply.body, "secure upstream HTTP/2.0: /public/x");
+    assert_eq!(reply.body, "secure upstream HTTP/2.0: /public/x (0 bytes)");
+    // A body goes over HTTP/2 as well (the `Connection: close` that keeps
+    // an HTTP/1.1 connection from the pool has no place there).
+    let post = request(http::Method::POST, &trusting.url("/public/form"))
+        .body("name=ada")
+        .send()
+        .await;
+    assert_eq!(
+        post.body,
+        "secure upstream HTTP/2.0: /public/form (8 bytes)"
+    );
     trusting.stop().await;
 
     let untrusting = GateProcess::start(&config_for(&url, "")).await;
     let reply = get(&untrusting.url("/public/x")).send().await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     untrusting.stop().await;
+}
+
+#[tokio::test]
+async fn over_https_a_request_with_a_body_never_shares_its_upstream_connection() {
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
+    let (addr, connections) = https_upstream_with(&pki, &[b"http/1.1"]).await;
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let gate = GateProcess::start(&config_for(&url, "").replace(
+        "\ntimeout = \"1s\"",
+        &format!("\ntimeout = \"1s\"\nca_file = \"{ca}\""),
+    ))
+    .await;
+    let count = || connections.load(std::sync::atomic::Ordering::SeqCst);
+    for i in 0..3 {
+        let reply = get(&gate.url(&format!("/public/{i}"))).send().await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    assert_eq!(count(), 1, "body-less requests share one connection");
+    let post = request(http::Method::POST, &gate.url("/public/form"))
+        .body("name=ada")
+        .send()
+        .await;
+    assert_eq!(
+        post.body,
+        "secure upstream HTTP/1.1: /public/form (8 bytes)"
+    );
+    let after = get(&gate.url("/public/after")).send().await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(count(), 2, "the POST's connection was not reused");
+    gate.stop().await;
 }
 
 #[test]

@@ -176,22 +176,10 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             Some(addr)
         }
     };
-    let trusted_proxies = raw
-        .trusted_proxies
-        .iter()
-        .map(|entry| {
-            let text = entry.get_ref().trim();
-            text.parse::<ipnet::IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    at.error(
-                        entry.span(),
-                        "trusted_proxies",
-                        format!("{text:?} is not an IP address or CIDR range"),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted_proxies = networks(&at, &raw.trusted_proxies, "trusted_proxies")?;
+    let api = Api {
+        allowed_sources: networks(&at, &raw.api.allowed_sources, "api.allowed_sources")?,
+    };
     let public_hosts = raw
         .public_hosts
         .iter()
@@ -220,6 +208,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         trusted_proxies,
         public_hosts,
         limits,
+        api,
         embed,
         tls,
         admin,
@@ -228,6 +217,29 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         watched,
         version: version_of(text),
     })
+}
+
+/// A list of IP addresses and CIDR ranges under `key`.
+fn networks(
+    at: &Locator<'_>,
+    entries: &[Spanned<String>],
+    key: &str,
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let text = entry.get_ref().trim();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    at.error(
+                        entry.span(),
+                        key,
+                        format!("{text:?} is not an IP address or CIDR range"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn compile_upstream(
@@ -499,6 +511,14 @@ fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigErr
             &raw.shutdown_grace,
             "limits.shutdown_grace",
             d.shutdown_grace,
+        )?,
+        body_timeout: positive(&raw.body_timeout, "limits.body_timeout", d.body_timeout)?,
+        max_inflight_per_connection: within(
+            &raw.max_inflight_per_connection,
+            "limits.max_inflight_per_connection",
+            d.max_inflight_per_connection,
+            1,
+            10_000,
         )?,
     })
 }

@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) embed: RawEmbed,
+    #[serde(default)]
+    pub(super) api: RawApi,
     pub(super) tls: Option<Spanned<RawTls>>,
     pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
@@ -58,6 +60,13 @@ pub(super) struct RawEmbed {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    #[serde(default)]
+    pub(super) allowed_sources: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub(super) header_read_timeout: Option<Spanned<String>>,
     pub(super) idle_timeout: Option<Spanned<String>>,
@@ -71,6 +80,8 @@ pub(super) struct RawLimits {
     pub(super) api_failure_burst: Option<Spanned<u32>>,
     pub(super) api_failure_refill: Option<Spanned<String>>,
     pub(super) shutdown_grace: Option<Spanned<String>>,
+    pub(super) body_timeout: Option<Spanned<String>>,
+    pub(super) max_inflight_per_connection: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

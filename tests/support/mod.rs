@@ -1,6 +1,6 @@
 //! Test fixtures: a recording upstream, the gate running in-process on an
 //! ephemeral port, the real binary, and a small HTTP client.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +21,11 @@ use portal_gate::token::{self, Claims};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod h2;
+mod naive;
+pub use h2::*;
+pub use naive::*;
+
 pub const ACCOUNT: &str = "acct_test";
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 pub const OTHER_SECRET: &str = "another-secret-that-the-gate-does-not-know";
@@ -35,7 +40,8 @@ pub struct Seen {
 }
 
 /// A recording upstream: answers 200 "upstream: <path>" and remembers
-/// every request. `/slow/...` waits two seconds first.
+/// every request. `/slow/...` waits two seconds first; each request header
+/// `x-test-answer-header: name: value` becomes a header of the answer.
 pub struct RecordingUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -99,6 +105,16 @@ impl RecordingUpstream {
                             response
                                 .headers_mut()
                                 .insert("x-upstream", "yes".parse().expect("value"));
+                            // Each `x-test-answer-header: name: value` of
+                            // the request is a header of the answer.
+                            for wanted in parts.headers.get_all("x-test-answer-header") {
+                                let text = wanted.to_str().expect("ascii");
+                                let (name, value) = text.split_once(": ").expect("name: value");
+                                response.headers_mut().append(
+                                    http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                                    http::HeaderValue::from_str(value).expect("value"),
+                                );
+                            }
                             Ok::<_, Infallible>(response)
                         }
                     });
