@@ -447,6 +447,26 @@ allow_domains = ["example.com"]
     }
 
     #[test]
+    fn a_token_of_exactly_the_length_limit_is_opened_and_one_byte_more_is_not() {
+        let c = config();
+        let t = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
+        let limited = |len: usize| {
+            let text = config_text().replace(
+                "[upstream]",
+                &format!("[limits]\nmax_token_len = {len}\n[upstream]"),
+            );
+            Config::parse(&text, Path::new("test.toml")).expect("valid")
+        };
+        let cache = TokenCache::new(0);
+        let credential = Credential::Token(t.as_str().into());
+        assert!(verify(&limited(t.len()), &cache, &credential, NOW).is_ok());
+        assert_eq!(
+            verify(&limited(t.len() - 1), &cache, &credential, NOW).err(),
+            Some(Reason::InvalidToken(TokenError::TooLong))
+        );
+    }
+
+    #[test]
     fn failed_tokens_never_enter_the_cache() {
         let c = config();
         let cache = TokenCache::new(100);

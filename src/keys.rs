@@ -471,6 +471,28 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_secret_is_no_bearer() {
+        let now = SystemTime::now();
+        let mut old = spec("old", "retired-value");
+        old.not_after = Some(now - Duration::from_secs(1));
+        let ring = SecretRing::new(vec![primary("new", "live-value"), old]).unwrap();
+        assert_eq!(ring.verify_bearer(b"retired-value", now), None);
+        assert_eq!(ring.verify_bearer(b"live-value", now), Some("new"));
+        // Live up to and including its end.
+        let end = ring.get("old").and_then(TokenKey::not_after).unwrap();
+        assert_eq!(ring.verify_bearer(b"retired-value", end), Some("old"));
+    }
+
+    #[test]
+    fn same_secret_as_compares_the_values_under_an_id() {
+        let before = SecretRing::new(vec![spec("k", "one"), spec("j", "two")]).unwrap();
+        let after = SecretRing::new(vec![spec("k", "one"), spec("j", "changed")]).unwrap();
+        assert!(before.same_secret_as(&after, "k"));
+        assert!(!before.same_secret_as(&after, "j"));
+        assert!(!before.same_secret_as(&after, "missing"));
+    }
+
+    #[test]
     fn expired_secrets_are_kept_but_not_live() {
         let now = SystemTime::now();
         let mut old = primary("old", "1");

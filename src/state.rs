@@ -235,3 +235,61 @@ fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
     }
     notes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{self, Credential};
+    use crate::token::{self, Claims};
+    use std::path::Path;
+
+    fn config(first_value: &str) -> Config {
+        let text = format!(
+            r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[verification]
+account_id = "acct"
+[[secrets]]
+id = "first"
+value = "{first_value}"
+[[secrets]]
+id = "second"
+value = "second-secret-value"
+"#
+        );
+        Config::parse(&text, Path::new("t.toml")).expect("valid")
+    }
+
+    /// Open a fresh token under `key` through the gate's cache.
+    fn cache_a_token(gate: &Gate, key: &str) {
+        let config = gate.config();
+        let now = gate::unix_now();
+        let claims =
+            Claims::for_user("acct".into(), "ada@example.com", None, now, 300).expect("claims");
+        let sealed = token::mint(config.secrets.get(key).expect("key"), &claims);
+        gate::verify(
+            &config,
+            gate.cache(),
+            &Credential::Token(sealed.into()),
+            now,
+        )
+        .expect("opens");
+    }
+
+    #[test]
+    fn a_reload_drops_cached_credentials_of_a_secret_whose_value_changed() {
+        let gate = Gate::new(config("first-secret-value")).expect("gate");
+        cache_a_token(&gate, "first");
+        cache_a_token(&gate, "second");
+        assert_eq!(gate.cache().len(), 2);
+        // The same secrets: every entry stays.
+        gate.reload(config("first-secret-value")).expect("reload");
+        assert_eq!(gate.cache().len(), 2);
+        // `first` holds another value now: its entry goes, `second`'s stays.
+        // (A hit would refuse it anyway, by the key's fingerprint:
+        // gate::tests pins that layer.)
+        gate.reload(config("rotated-after-a-leak")).expect("reload");
+        assert_eq!(gate.cache().len(), 1);
+    }
+}

@@ -731,6 +731,7 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         case("Connection names the email header (public)", "GET /public/f", vec!["Connection: X-Forwarded-Email, keep-alive".into(), spoof.clone()], 200, Some("/public/f"), None),
         case("Connection names X-Forwarded-For", "GET /public/g", vec!["Connection: X-Forwarded-For".into(), "X-Forwarded-For: 10.0.0.1".into()], 200, Some("/public/g"), None),
         case("Connection names X-Forwarded-For (verified)", "GET /docs/g", vec!["Connection: X-Forwarded-For".into(), "X-Forwarded-For: 10.0.0.1".into(), bearer_line(&ada)], 200, Some("/docs/g"), Some("ada@example.com")),
+        case("Connection names a custom header", "GET /public/cn", vec!["Connection: X-Foo".into(), "X-Foo: 1".into(), "Accept: text/html".into()], 200, Some("/public/cn"), None),
         case("X-Forwarded-For chain", "GET /public/h", vec!["X-Forwarded-For: 10.0.0.1, 10.0.0.2".into(), "X-Forwarded-For: 10.0.0.3".into()], 200, Some("/public/h"), None),
         case("Forwarded header", "GET /public/i", vec!["Forwarded: for=10.0.0.1;proto=https;host=evil.example".into()], 200, Some("/public/i"), None),
         case("X-Real-IP", "GET /public/j", vec!["X-Real-IP: 10.0.0.1".into()], 200, Some("/public/j"), None),
@@ -752,6 +753,11 @@ async fn spoofed_identity_and_forwarding_headers_are_replaced_by_the_gates_own()
         case("space before the colon", "GET /public/n", vec!["X-Forwarded-Email : ceo@example.com".into()], 400, None, None),
     ];
     run_cases(&gate, &upstream, &cases).await;
+    // RFC 9110 section 7.6.1: a field named in Connection is for this hop
+    // only; every other field arrives.
+    let named = upstream.seen_under("/public/cn");
+    assert!(!named[0].headers.contains_key("x-foo"));
+    assert_eq!(named[0].headers["accept"], "text/html");
 
     // Every request the upstream saw carries the gate's values: exactly one
     // email (the token's) or none, the peer as X-Forwarded-For, our Host.

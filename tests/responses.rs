@@ -61,6 +61,45 @@ async fn a_verified_page_is_for_no_shared_cache_and_is_revalidated_by_the_browse
 }
 
 #[tokio::test]
+async fn hop_by_hop_fields_of_an_upstream_answer_never_reach_the_client() {
+    // hyper relays a response's fields as they are: the gate removes these
+    // itself (headers::filter_response), and this pins it.
+    let (_upstream, gate) = gate_with("").await;
+    let reply = answered_with(
+        &gate.url("/public/x"),
+        &[
+            "connection: x-upstream-secret",
+            "x-upstream-secret: internal",
+            "keep-alive: timeout=5",
+            "proxy-connection: keep-alive",
+            "proxy-authenticate: Basic realm=\"upstream\"",
+            "te: trailers",
+            "trailer: x-checksum",
+            "upgrade: websocket",
+            "x-kept: yes",
+        ],
+    )
+    .send()
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for field in [
+        "connection",
+        "x-upstream-secret",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(reply.header(field).is_none(), "{field} reached the client");
+    }
+    assert_eq!(reply.header("x-kept"), Some("yes"));
+    assert_eq!(reply.body, "upstream: /public/x");
+    gate.stop().await;
+}
+
+#[tokio::test]
 async fn a_public_page_keeps_the_upstreams_cache_fields() {
     let (_upstream, gate) = gate_with("").await;
     let reply = answered_with(&gate.url("/public/x"), &CDN_FIELDS)

@@ -252,6 +252,10 @@ fn overlapping_patterns_report_a_path_both_match() {
         (["/*/x/**", "/*/*/y"], "/x/x/y"),
         (["/**", "/*"], "/x"),
         (["/a/*/**", "/a/*"], "/a/x"),
+        // Literal segments after a wildcard count too (a mutant that
+        // skipped them went unnoticed by the proptest).
+        (["/a/*/c/**", "/a/*/c/x"], "/a/x/c/x"),
+        (["/a/*/c/x", "/a/*/c/**"], "/a/x/c/x"),
     ] {
         // `/a/b/*` has a longer prefix than `/a/*/c`, so it is not ambiguous.
         let result = compile(&rules);
