@@ -24,7 +24,11 @@
 # (voluntary, involuntary), and TCP segments sent per request (all processes).
 #
 # Environment (defaults): ROUNDS=3 DURATION=5s CONNS=32 LOAD_CPU=0
-# SERVER_CPU=1 NICE=-10 QUIET=0.3 QUIET_MAX=10 KEEP_TMP=0.
+# SERVER_CPU=1 NICE=-10 QUIET=0.3 QUIET_MAX=10 KEEP_TMP=0. With
+# POST_BYTES=N, every request is instead a verified POST of an N-byte
+# form to /priv/form, which the upstream answers with 7 bytes after
+# reading the body (the cost of a request with a body, which never shares
+# its upstream connection with a later one).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +43,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 NICE=${NICE:--10}
 QUIET=${QUIET:-0.3}
 QUIET_MAX=${QUIET_MAX:-10}
+POST_BYTES=${POST_BYTES:-}
 
 (($# >= 1)) || pg_die "usage: $0 BINARY [BINARY...]"
 BINS=()
@@ -75,19 +80,32 @@ SECRET=$("${BINS[0]}" secret)
 (umask 077 && pg_gate_config "$P_UP" "$SECRET" 10000 >"$PG_TMP/gate.toml")
 TOKEN=$("${BINS[0]}" token --config "$PG_TMP/gate.toml" --email bench@example.com --ttl 3600)
 HDR="Authorization: Bearer $TOKEN"
+PAGE=/priv/page.html
+WRK_ARGS=()
+if [[ -n $POST_BYTES ]]; then
+    PAGE=/priv/form
+    printf 'wrk.method = "POST"\nwrk.body = string.rep("x", %d)\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n' \
+        "$POST_BYTES" >"$PG_TMP/post.lua"
+    WRK_ARGS=(-s "$PG_TMP/post.lua")
+fi
 
 declare -A PID URL NAME
-PID[E]=$NGX_PID URL[E]=http://127.0.0.1:$P_NGX/priv/page.html NAME[E]="nginx proxy_pass"
+PID[E]=$NGX_PID URL[E]=http://127.0.0.1:$P_NGX$PAGE NAME[E]="nginx proxy_pass"
 CFGS=(E)
 for i in "${!BINS[@]}"; do
     port=${PORTS[$((i + 2))]}
     pg_start "$SERVER_CPU" "$PG_TMP/gate-$i.log" env RUST_LOG=warn "${BINS[$i]}" serve --config "$PG_TMP/gate.toml" --listen "127.0.0.1:$port"
-    PID[g$i]=$PG_LAST_PID URL[g$i]=http://127.0.0.1:$port/priv/page.html NAME[g$i]=${BINS[$i]}
+    PID[g$i]=$PG_LAST_PID URL[g$i]=http://127.0.0.1:$port$PAGE NAME[g$i]=${BINS[$i]}
     CFGS+=("g$i")
 done
 for cfg in "${CFGS[@]}"; do
     pg_wait_http "${URL[$cfg]}"
-    pg_expect 200 "${URL[$cfg]}" -H "$HDR"
+    if [[ -n $POST_BYTES ]]; then
+        got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "$HDR" --data-binary "x=1" "${URL[$cfg]}")
+        [[ $got == "200 7" ]] || pg_die "${URL[$cfg]}: POST expected 200 with 7 bytes, got '$got'"
+    else
+        pg_expect 200 "${URL[$cfg]}" -H "$HDR"
+    fi
 done
 for i in "${!BINS[@]}"; do pg_log "g$i = ${BINS[$i]}"; done
 
@@ -99,12 +117,12 @@ printf '%-5s %-5s %9s %8s %8s %8s %8s %6s %6s %6s\n' round cfg req/s p99 'µs/re
 for round in $(seq "$ROUNDS"); do
     for cfg in "${CFGS[@]}"; do
         pg_wait_quiet "$QUIET" "$QUIET_MAX" >/dev/null
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -H "$HDR" "${URL[$cfg]}" >/dev/null
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${WRK_ARGS[@]}" -H "$HDR" "${URL[$cfg]}" >/dev/null
         read -r u0 s0 < <(pg_cpu_ticks "${PID[$cfg]}")
         read -r uu0 us0 < <(pg_cpu_ticks "$UP_PID")
         read -r v0 n0 < <(pg_ctxt "${PID[$cfg]}")
         command -v nstat >/dev/null && nstat_out
-        out=$(taskset -c "$LOAD_CPU" nice -n "$NICE" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "$HDR" "${URL[$cfg]}")
+        out=$(taskset -c "$LOAD_CPU" nice -n "$NICE" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${WRK_ARGS[@]}" -H "$HDR" "${URL[$cfg]}")
         sent=$(command -v nstat >/dev/null && segs || echo 0)
         read -r u1 s1 < <(pg_cpu_ticks "${PID[$cfg]}")
         read -r uu1 us1 < <(pg_cpu_ticks "$UP_PID")

@@ -112,6 +112,9 @@ pg_nginx_upstream_conf() {
         listen 127.0.0.1:$port;
         root $www;
         location / { }
+        # For POST loads (ab.sh with POST_BYTES): nginx reads and discards
+        # the body, and keeps the connection.
+        location = /priv/form { return 200 "posted\n"; }
     }
 }
 EOF
