@@ -10,8 +10,8 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Request};
-use portal_gate::cache::TokenCache;
-use portal_gate::gate::{self, Decision};
+use portal_gate::access::cache::TokenCache;
+use portal_gate::access::decision::{self, Decision};
 use portal_gate::token::{self, Claims};
 
 const CONFIG: &str = r#"
@@ -43,18 +43,18 @@ fn decide(
     request: &Request<()>,
     now: u64,
 ) -> bool {
-    let path = portal_gate::path::normalize(request.uri().path()).expect("normal path");
-    let (credential, _places) =
-        gate::find_credential(request.uri().query(), request.headers()).expect("one credential");
+    let path = portal_gate::access::path::normalize(request.uri().path()).expect("normal path");
+    let (credential, _places) = decision::find_credential(request.uri().query(), request.headers())
+        .expect("one credential");
     matches!(
-        gate::decide(config, cache, &path, credential.as_ref(), now),
+        decision::decide(config, cache, &path, credential.as_ref(), now),
         Decision::Forward(_)
     )
 }
 
 fn bench_decision(c: &mut Criterion) {
     let config = portal_gate::Config::parse(CONFIG, Path::new("bench.toml")).expect("config");
-    let now = gate::unix_now();
+    let now = decision::unix_now();
     let claims = Claims {
         account_id: "acct_bench".into(),
         email: "ada@example.com".into(),

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use portal_gate::rules::{Access, RuleOptions, RuleSet, RuleSpec};
+use portal_gate::access::rules::{Access, RuleOptions, RuleSet, RuleSpec};
 
 fn spec(path: String) -> RuleSpec {
     RuleSpec {

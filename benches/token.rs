@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portal_gate::cache::TokenCache;
-use portal_gate::keys::{SecretRing, SecretSpec};
+use portal_gate::access::cache::TokenCache;
+use portal_gate::token::keys::{SecretRing, SecretSpec};
 use portal_gate::token::{self, Claims};
 
 fn ring() -> SecretRing {
@@ -79,28 +79,30 @@ value = "a bench secret of a realistic length, 32+ bytes"
 
 fn bench_cache(c: &mut Criterion) {
     let config = gate_config();
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
     let claims = Claims {
         issued_at: now,
         expires_at: now + 3600,
         ..claims()
     };
     let minted = token::mint(config.secrets.primary(), &claims);
-    let minted = portal_gate::gate::Credential::Token(minted.into());
+    let minted = portal_gate::access::decision::Credential::Token(minted.into());
 
     // Miss: a cache that holds nothing, so every call decrypts.
     let disabled = TokenCache::new(0);
     c.bench_function("verify/cache-miss", |b| {
         b.iter(|| {
-            portal_gate::gate::verify(&config, &disabled, black_box(&minted), now).expect("valid")
+            portal_gate::access::decision::verify(&config, &disabled, black_box(&minted), now)
+                .expect("valid")
         })
     });
 
     let cache = TokenCache::new(10_000);
-    portal_gate::gate::verify(&config, &cache, &minted, now).expect("valid");
+    portal_gate::access::decision::verify(&config, &cache, &minted, now).expect("valid");
     c.bench_function("verify/cache-hit", |b| {
         b.iter(|| {
-            portal_gate::gate::verify(&config, &cache, black_box(&minted), now).expect("valid")
+            portal_gate::access::decision::verify(&config, &cache, black_box(&minted), now)
+                .expect("valid")
         })
     });
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::keys::SecretRing;
-use crate::rules::RuleSet;
+use crate::access::rules::RuleSet;
+use crate::token::keys::SecretRing;
 
 mod compile;
 mod raw;
@@ -193,7 +193,7 @@ pub struct Limits {
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Time a client has to send the start of a request body (up to
-    /// [`crate::upload::BUFFERED_BODY`] bytes, or the token API's whole
+    /// [`crate::upstream::upload::BUFFERED_BODY`] bytes, or the token API's whole
     /// body), and the longest pause within the rest of a longer body.
     pub body_timeout: Duration,
     /// Requests one client connection may have with the upstream at once
@@ -212,7 +212,7 @@ impl Default for Limits {
             api_max_body: 64 * 1024,
             max_connections: 10_000,
             h2_max_concurrent_streams: 100,
-            max_token_len: crate::token::MAX_TOKEN_LEN,
+            max_token_len: crate::token::format::MAX_TOKEN_LEN,
             max_query_len: 8 * 1024,
             api_failure_burst: 10,
             api_failure_refill: Duration::from_secs(6),

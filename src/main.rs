@@ -138,14 +138,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Thread-per-core: this thread is worker 0 and accepts; the others
     // take connections in turn (see the `workers` module).
     let threads = args.threads.map_or_else(
-        portal_gate::workers::default_count,
+        portal_gate::server::workers::default_count,
         std::num::NonZeroUsize::get,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let workers = portal_gate::workers::Workers::start(threads - 1)
+    let workers = portal_gate::server::workers::Workers::start(threads - 1)
         .context("cannot start the worker threads")?;
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -155,7 +155,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let gate = std::sync::Arc::new(portal_gate::Gate::with_workers(config, threads)?);
         let shutdown = shutdown_signal()?;
         #[cfg(unix)]
-        match portal_gate::reload::on_sighup(std::sync::Arc::clone(&gate)) {
+        match portal_gate::ops::reload::on_sighup(std::sync::Arc::clone(&gate)) {
             Ok(reloads) => {
                 tokio::spawn(reloads);
             }
@@ -163,22 +163,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if args.watch {
             let watched = std::sync::Arc::clone(&gate);
-            tokio::spawn(portal_gate::reload::watch_files(watched, portal_gate::reload::WATCH_INTERVAL));
+            tokio::spawn(portal_gate::ops::reload::watch_files(watched, portal_gate::ops::reload::WATCH_INTERVAL));
         }
         if let Some(admin_addr) = gate.config().admin {
             let admin = tokio::net::TcpListener::bind(admin_addr)
                 .await
                 .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
             tracing::info!("admin listening on http://{}", admin.local_addr()?);
-            tokio::spawn(portal_gate::admin::probe_upstream(std::sync::Arc::clone(&gate)));
-            tokio::spawn(portal_gate::admin::serve(admin, std::sync::Arc::clone(&gate), std::future::pending()));
+            tokio::spawn(portal_gate::ops::admin::probe_upstream(std::sync::Arc::clone(&gate)));
+            tokio::spawn(portal_gate::ops::admin::serve(admin, std::sync::Arc::clone(&gate), std::future::pending()));
         }
         tracing::info!(version = %gate.config().version, threads, "portal-gate listening on {scheme}://{local}");
         portal_gate::serve_on(listener, gate, workers.handles(), shutdown).await?;
         Ok(())
     });
     workers.stop();
-    runtime.shutdown_timeout(portal_gate::workers::BLOCKING_WAIT);
+    runtime.shutdown_timeout(portal_gate::server::workers::BLOCKING_WAIT);
     served
 }
 
@@ -248,7 +248,7 @@ fn mint(
         .unwrap_or(config.verification.token_ttl);
     anyhow::ensure!(!ttl.is_zero(), "--ttl must be at least 1 second");
     let account_id = config.verification.account_id.clone();
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
     let claims =
         Claims::for_user(account_id, &email, user_id, now, ttl.as_secs()).map_err(|e| match e {
             IdentityError::Email => anyhow::anyhow!("--email {email:?} {e}"),
@@ -264,7 +264,7 @@ fn explain(config: PathBuf, path: String, email: Option<String>) -> anyhow::Resu
     let config = Config::load(&config)?;
     print!(
         "{}",
-        portal_gate::explain::explain(&config, &path, email.as_deref())
+        portal_gate::ops::explain::explain(&config, &path, email.as_deref())
     );
     Ok(())
 }

@@ -72,7 +72,7 @@ async fn released_page_frames_the_portal_across_sites() {
     assert_frame_hides_roadmap(&browser, "restricted content shown without a token").await;
 
     // An expired token: refused the same way, so the host can fetch a new one.
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
     let expired = support::token_with(
         SECRET,
         "k1",

@@ -81,7 +81,7 @@ async fn missing_token_is_refused_with_401_and_a_bearer_challenge() {
 async fn bad_tokens_are_refused_with_401() {
     let (upstream, gate) = setup().await;
     let good = token_for("ada@example.com");
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
 
     let mut tampered = good.clone().into_bytes();
     let last = tampered.len() - 5;
@@ -439,7 +439,7 @@ async fn upstream_exchange_permits_come_back_with_every_kind_of_answer() {
     let upstream = RecordingUpstream::start().await;
     let gate = GateProcess::start(&config_for(&upstream.url(), "")).await;
     let started = std::time::Instant::now();
-    for n in 0..portal_gate::proxy::MAX_UPSTREAM_EXCHANGES + 100 {
+    for n in 0..portal_gate::upstream::proxy::MAX_UPSTREAM_EXCHANGES + 100 {
         let method = if n % 2 == 0 {
             Method::GET
         } else {
@@ -457,7 +457,7 @@ async fn upstream_exchange_permits_come_back_with_every_kind_of_answer() {
     }
     assert_eq!(
         upstream.seen().len(),
-        portal_gate::proxy::MAX_UPSTREAM_EXCHANGES + 100
+        portal_gate::upstream::proxy::MAX_UPSTREAM_EXCHANGES + 100
     );
     gate.stop().await;
 }

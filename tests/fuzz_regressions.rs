@@ -29,12 +29,12 @@ fn path_normalize_regressions_stay_fixed() {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
-        if let Ok(once) = portal_gate::path::normalize(text) {
+        if let Ok(once) = portal_gate::access::path::normalize(text) {
             assert!(
-                once.len() <= portal_gate::path::MAX_PATH_LEN,
+                once.len() <= portal_gate::access::path::MAX_PATH_LEN,
                 "{name}: output over the limit"
             );
-            let twice = portal_gate::path::normalize(&once);
+            let twice = portal_gate::access::path::normalize(&once);
             assert_eq!(
                 twice.as_deref(),
                 Ok(once.as_ref()),

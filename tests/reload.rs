@@ -232,7 +232,7 @@ async fn watch_reloads_when_a_secret_file_changes() {
         get(&gate.url("/docs/")).bearer(&old).send().await.status,
         StatusCode::UNAUTHORIZED
     );
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
     let fresh = token_with(
         SECOND_SECRET,
         "k1",
@@ -260,8 +260,8 @@ async fn watch_sees_a_change_made_after_the_config_was_read_even_before_it_began
         "\n[[pages]]\npath = \"/late/**\"\naccess = \"public\"\n",
     );
     std::fs::write(&path, edited).expect("edit");
-    let gate = Arc::new(portal_gate::state::Gate::new(config).expect("gate"));
-    let watch = tokio::spawn(portal_gate::reload::watch_files(
+    let gate = Arc::new(portal_gate::ops::state::Gate::new(config).expect("gate"));
+    let watch = tokio::spawn(portal_gate::ops::reload::watch_files(
         Arc::clone(&gate),
         Duration::from_millis(20),
     ));
@@ -274,9 +274,9 @@ async fn watch_sees_a_change_made_after_the_config_was_read_even_before_it_began
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let config = gate.config();
-    let (rule, access) = portal_gate::gate::access_for(&config, "/late/notes");
+    let (rule, access) = portal_gate::access::decision::access_for(&config, "/late/notes");
     assert_eq!(rule.map(|rule| rule.pattern()), Some("/late/**"));
-    assert_eq!(access, portal_gate::rules::Access::Public);
+    assert_eq!(access, portal_gate::access::rules::Access::Public);
     watch.abort();
 }
 
@@ -314,7 +314,7 @@ async fn watch_retries_a_refused_config_when_the_file_it_lacked_appears_not_ever
     // The file appears: the same config now loads, and k2's tokens work.
     std::fs::write(&new_secret, format!("{SECOND_SECRET}\n")).expect("secret");
     wait_for_count("configuration reloaded", 1).await;
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
     let k2 = token_with(
         SECOND_SECRET,
         "k2",

@@ -3,7 +3,7 @@
 //! opening it gives back its claims, and each invalid token fails with the
 //! named error.
 
-use portal_gate::keys::{SecretRing, SecretSpec};
+use portal_gate::token::keys::{SecretRing, SecretSpec};
 use portal_gate::token::{self, Claims};
 use serde_json::Value;
 

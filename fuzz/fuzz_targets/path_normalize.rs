@@ -10,8 +10,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portal_gate::path;
-use portal_gate::rules::{Access, RuleOptions, RuleSet, RuleSpec};
+use portal_gate::access::path;
+use portal_gate::access::rules::{Access, RuleOptions, RuleSet, RuleSpec};
 
 /// Patterns of every kind `rules` knows: root, exact, `*`, `**`, nested
 /// prefixes; once case-sensitive and once case-insensitive.

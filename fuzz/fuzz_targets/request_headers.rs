@@ -22,10 +22,10 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portal_gate::gate;
-use portal_gate::handler::plain_host;
-use portal_gate::headers::{self, ClientInfo};
-use portal_gate::session::COOKIE_NAME;
+use portal_gate::access::decision;
+use portal_gate::http::headers::{self, ClientInfo};
+use portal_gate::http::phases::plain_host;
+use portal_gate::http::session::COOKIE_NAME;
 
 fuzz_target!(|input: &[u8]| {
     let trusted = input.first().is_some_and(|b| b & 1 == 1);
@@ -61,7 +61,10 @@ fuzz_target!(|input: &[u8]| {
     };
     if headers::prepare_upstream_headers(&mut upstream, client, None, None).is_ok() {
         for value in upstream.get_all(http::header::AUTHORIZATION) {
-            assert!(gate::bearer_token(value.as_bytes()).is_none(), "{value:?}");
+            assert!(
+                decision::bearer_token(value.as_bytes()).is_none(),
+                "{value:?}"
+            );
             let scheme = value.as_bytes().split(|b| *b == b' ' || *b == b'\t').next();
             assert!(
                 !scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"bearer")),
@@ -93,7 +96,7 @@ fuzz_target!(|input: &[u8]| {
             let text = referer.to_str().expect("a kept Referer is text");
             let query = text.split_once('?').map(|(_, q)| q);
             let none = HeaderMap::new();
-            let found = gate::find_token(query, &none);
+            let found = decision::find_token(query, &none);
             assert!(matches!(found, Ok((None, _))), "{text:?}: {found:?}");
             assert!(!text.contains('#'), "{text:?}");
         }

@@ -26,7 +26,7 @@ use base64::Engine;
 use chacha20poly1305::{AeadInPlace, KeyInit, XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use libfuzzer_sys::fuzz_target;
-use portal_gate::keys::{Purpose, SecretRing, SecretSpec};
+use portal_gate::token::keys::{Purpose, SecretRing, SecretSpec};
 use portal_gate::token::{self, Opened, TokenError, MAX_TOKEN_LEN};
 use sha2::Sha256;
 

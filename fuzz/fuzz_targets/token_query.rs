@@ -7,15 +7,15 @@
 //! nothing is lost by splitting on it, and seeds stay readable.)
 //!
 //! Invariant: whatever `headers::query_without_token` leaves must carry no
-//! token by `gate::find_token`'s reading, or the upstream sees the bearer's
+//! token by `decision::find_token`'s reading, or the upstream sees the bearer's
 //! token (the gate would strip one spelling and forward another).
 
 #![no_main]
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use libfuzzer_sys::fuzz_target;
-use portal_gate::gate::{self, TOKEN_HEADER};
-use portal_gate::headers;
+use portal_gate::access::decision::{self, TOKEN_HEADER};
+use portal_gate::http::headers;
 
 fuzz_target!(|input: &str| {
     let mut lines = input.split('\n');
@@ -34,14 +34,14 @@ fuzz_target!(|input: &str| {
         }
     }
 
-    let _ = gate::find_token(Some(query), &map);
-    let _ = gate::find_token(None, &map);
-    let _ = gate::find_credential(Some(query), &map);
+    let _ = decision::find_token(Some(query), &map);
+    let _ = decision::find_token(None, &map);
+    let _ = decision::find_credential(Some(query), &map);
 
     let empty = HeaderMap::new();
     if let Some(rest) = headers::query_without_token(query) {
         assert!(!rest.is_empty());
-        match gate::find_token(Some(&rest), &empty) {
+        match decision::find_token(Some(&rest), &empty) {
             Ok((None, places)) => assert!(!places.query),
             Ok((Some(token), _)) => panic!("{query:?} left token {token:?} in {rest:?}"),
             Err(reason) => panic!("{query:?} left {rest:?}, refused: {reason:?}"),

@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::*;
-use crate::keys::{SecretRing, SecretSpec};
-use crate::rules::{RuleOptions, RuleSet, RuleSpec};
+use crate::access::rules::{RuleOptions, RuleSet, RuleSpec};
+use crate::token::keys::{SecretRing, SecretSpec};
 
 /// Turns byte offsets into line numbers and builds located errors.
 struct Locator<'a> {
@@ -330,7 +330,7 @@ fn compile_upstream(
             }
             let full = base.join(file.get_ref());
             watched.push(WatchedFile::before_reading(full.clone()));
-            crate::tls::load_ca_file(&full)
+            crate::server::tls::load_ca_file(&full)
                 .map_err(|e| at.error(file.span(), "upstream.ca_file", e.to_string()))?
         }
     };
@@ -359,7 +359,7 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
         let Some(v) = v else {
             return Ok(default.to_string());
         };
-        match crate::path::normalize(v.get_ref()) {
+        match crate::access::path::normalize(v.get_ref()) {
             Ok(normal)
                 if normal == v.get_ref().as_str() && normal.len() > 1 && !normal.ends_with('/') =>
             {
@@ -486,7 +486,7 @@ fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigErr
             "limits.max_token_len",
             d.max_token_len,
             64,
-            crate::token::MAX_TOKEN_LEN,
+            crate::token::format::MAX_TOKEN_LEN,
         )?,
         max_query_len: within(
             &raw.max_query_len,
@@ -608,9 +608,9 @@ fn compile_tls(
     let key = base.join(tls.key.get_ref());
     watched.push(WatchedFile::before_reading(cert.clone()));
     watched.push(WatchedFile::before_reading(key.clone()));
-    let certified = crate::tls::load_certified_key(&cert, &key).map_err(|e| {
+    let certified = crate::server::tls::load_certified_key(&cert, &key).map_err(|e| {
         let (span, name) = match &e {
-            crate::tls::TlsError::File { path, .. } if *path == cert => {
+            crate::server::tls::TlsError::File { path, .. } if *path == cert => {
                 (tls.cert.span(), "tls.cert")
             }
             _ => (tls.key.span(), "tls.key"),

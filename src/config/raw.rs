@@ -5,7 +5,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::DefaultAccess;
-use crate::rules::Access;
+use crate::access::rules::Access;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -66,7 +66,7 @@ fn readable_by_others(_path: &Path) -> bool {
 /// answers its own paths itself, and refuses paths that do not survive
 /// normalization before any rule is looked at.
 fn never_matches(pattern: &str, config: &Config) -> Option<String> {
-    let own = crate::api::TOKEN_PATHS.iter().copied().chain([
+    let own = crate::http::api::TOKEN_PATHS.iter().copied().chain([
         config.embed.script_path.as_str(),
         config.embed.logout_path.as_str(),
     ]);
@@ -80,7 +80,7 @@ fn never_matches(pattern: &str, config: &Config) -> Option<String> {
         .filter(|s| !s.is_empty() && *s != "*" && *s != "**")
     {
         let alone = format!("/{segment}");
-        match crate::path::normalize(&alone) {
+        match crate::access::path::normalize(&alone) {
             Err(error) => {
                 return Some(format!(
                     "requests with segment {segment:?} are refused ({error})"

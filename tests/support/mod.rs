@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portal_gate::keys::{SecretRing, SecretSpec};
+use portal_gate::token::keys::{SecretRing, SecretSpec};
 use portal_gate::token::{self, Claims};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -403,7 +403,7 @@ pub fn token_with(
 
 /// A valid token for `email`, minted with the test secret.
 pub fn token_for(email: &str) -> String {
-    let now = portal_gate::gate::unix_now();
+    let now = portal_gate::access::decision::unix_now();
     token_with(SECRET, "k1", email, ACCOUNT, now, now + 300)
 }
 

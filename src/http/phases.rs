@@ -13,15 +13,15 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
-use crate::body::Body;
+use crate::access::decision::{self, Credential, Decision};
+use crate::access::rules::Access;
 use crate::config::Config;
-use crate::gate::{self, Credential, Decision};
-use crate::headers::{self, ClientInfo};
-use crate::proxy::Outgoing;
-use crate::reject::{Audience, Reason};
-use crate::rules::Access;
-use crate::state::{Active, Gate};
-use crate::token::Opened;
+use crate::http::headers::{self, ClientInfo};
+use crate::http::respond::{Audience, Reason};
+use crate::ops::state::{Active, Gate};
+use crate::token::format::Opened;
+use crate::upstream::body::Body;
+use crate::upstream::proxy::Outgoing;
 
 /// What the server knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ async fn decide_and_answer<'c>(
     }
 
     // Normalize: one reading of the path, for the rules and the upstream.
-    let path = match crate::path::normalize(request.uri().path()) {
+    let path = match crate::access::path::normalize(request.uri().path()) {
         Ok(path) => path.into_owned(),
         Err(error) => {
             trace.path = "-".into();
@@ -147,7 +147,7 @@ async fn answer<'c>(
     trace: &mut Trace<'c>,
 ) -> Response<Body> {
     let config = &*active.config;
-    let now = gate::unix_now();
+    let now = decision::unix_now();
     let refuse = |trace: &mut Trace<'_>, reason: Reason| {
         trace.decision = "reject";
         reason.into_response(audience)
@@ -183,16 +183,16 @@ async fn answer<'c>(
     }
 
     // The gate's own endpoints.
-    if crate::api::TOKEN_PATHS.contains(&path) {
+    if crate::http::api::TOKEN_PATHS.contains(&path) {
         trace.decision = "token-api";
-        let caller = crate::api::Caller {
+        let caller = crate::http::api::Caller {
             limiter: gate.limiter(),
             metrics: gate.metrics(),
             ip: headers::client_ip(conn.peer.ip(), request.headers(), |ip| {
                 config.trusts_proxy(ip)
             }),
         };
-        return crate::api::handle(config, caller, request, now).await;
+        return crate::http::api::handle(config, caller, request, now).await;
     }
     if path == config.embed.script_path {
         trace.decision = "embed-script";
@@ -200,23 +200,23 @@ async fn answer<'c>(
     }
     if path == config.embed.logout_path {
         trace.decision = "logout";
-        return crate::session::logout_response(request.uri().query());
+        return crate::http::session::logout_response(request.uri().query());
     }
 
     // Find the credential: a token, or else the session cookie.
-    let (credential, places) = match gate::find_credential(request.uri().query(), request.headers())
-    {
-        Ok(found) => found,
-        Err(reason) => return refuse(trace, reason),
-    };
-    let (rule, access) = gate::access_for(config, path);
+    let (credential, places) =
+        match decision::find_credential(request.uri().query(), request.headers()) {
+            Ok(found) => found,
+            Err(reason) => return refuse(trace, reason),
+        };
+    let (rule, access) = decision::access_for(config, path);
     trace.rule = rule.map(|r| r.pattern());
 
     // Exchange: a token in a navigation's URL becomes a session cookie.
     if let (Some(credential @ Credential::Token(_)), true) =
         (&credential, places.query && audience != Audience::Api)
     {
-        match gate::verify(config, gate.cache(), credential, now) {
+        match decision::verify(config, gate.cache(), credential, now) {
             Ok(opened) => {
                 trace.decision = "exchange";
                 trace.user = Some(Arc::clone(&opened));
@@ -229,7 +229,7 @@ async fn answer<'c>(
     }
 
     // Decide: the rule, the credential through the cache, the user.
-    let identity = match gate::decide_for_rule(
+    let identity = match decision::decide_for_rule(
         config,
         gate.cache(),
         (rule, access),
@@ -290,13 +290,13 @@ fn exchange(
     now: u64,
 ) -> Response<Body> {
     let ttl = config.verification.session_ttl.as_secs();
-    let claims = crate::session::session_claims(opened, now, ttl);
-    let sealed = crate::token::mint_session(config.secrets.primary(), &claims);
+    let claims = crate::http::session::session_claims(opened, now, ttl);
+    let sealed = crate::token::format::mint_session(config.secrets.primary(), &claims);
     let location = match query.and_then(headers::query_without_token) {
         Some(rest) => format!("{path}?{rest}"),
         None => path.to_string(),
     };
-    crate::session::exchange_response(&location, &sealed, ttl)
+    crate::http::session::exchange_response(&location, &sealed, ttl)
 }
 
 /// Clean the request for the upstream: token and session cookie out,
@@ -306,7 +306,7 @@ fn outgoing_request(
     path: &str,
     client: ClientInfo,
     host: Option<HeaderValue>,
-    identity: Option<&crate::token::Opened>,
+    identity: Option<&crate::token::format::Opened>,
     config: &Config,
 ) -> Result<Outgoing, Reason> {
     // Token parameters out of the query, in any spelling; borrowed when
@@ -327,7 +327,7 @@ fn outgoing_request(
 /// Whether a request's method gives a body a meaning the gate forwards.
 /// GET and HEAD do not (RFC 9110 section 9.3): an upstream that never
 /// reads such a body would read it as its next request. OPTIONS and
-/// DELETE may carry one, and go with it (see [`crate::pool`] for how a
+/// DELETE may carry one, and go with it (see [`crate::upstream::pool`] for how a
 /// body never shares an upstream connection with a later request).
 fn may_carry_body(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD)

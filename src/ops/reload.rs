@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{fingerprint, Config, Fingerprint};
-use crate::state::Gate;
+use crate::ops::state::Gate;
 
 /// How often watched files are looked at.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);

@@ -18,11 +18,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
-use crate::body::{self, Body};
 use crate::config::Config;
-use crate::limiter::FailureLimiter;
-use crate::reject::json_error;
+use crate::http::limiter::FailureLimiter;
+use crate::http::respond::json_error;
 use crate::token::{self, Claims, IdentityError};
+use crate::upstream::body::{self, Body};
 
 /// The paths of the token API.
 pub const TOKEN_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
@@ -138,7 +138,7 @@ pub struct Caller<'a> {
     /// Failed-attempt limiter shared by all connections.
     pub limiter: &'a FailureLimiter,
     /// Counters of minted tokens and refusals.
-    pub metrics: &'a crate::metrics::Metrics,
+    pub metrics: &'a crate::ops::metrics::Metrics,
     /// The client's address, for the limiter.
     pub ip: std::net::IpAddr,
 }
@@ -186,7 +186,7 @@ where
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| crate::gate::bearer_token(v.as_bytes()));
+        .and_then(|v| crate::access::decision::bearer_token(v.as_bytes()));
     let at = std::time::UNIX_EPOCH + Duration::from_secs(now);
     let known = presented.and_then(|p| config.secrets.verify_bearer(p.as_bytes(), at));
     if known.is_none() {

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::cache::TokenCache;
+use crate::access::cache::TokenCache;
 use crate::config::{Config, ConfigError};
-use crate::embed::EmbedScript;
-use crate::limiter::FailureLimiter;
-use crate::metrics::{Metrics, UpstreamHealth};
-use crate::proxy::Upstream;
-use crate::tls::CertStore;
+use crate::http::embed::EmbedScript;
+use crate::http::limiter::FailureLimiter;
+use crate::ops::metrics::{Metrics, UpstreamHealth};
+use crate::server::tls::CertStore;
+use crate::upstream::proxy::Upstream;
 
 /// The config in force and the upstream built from it.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ impl Gate {
     }
 
     /// Build the gate's state for requests served on `workers` worker
-    /// threads ([`crate::workers`]).
+    /// threads ([`crate::server::workers`]).
     pub fn with_workers(config: Config, workers: usize) -> std::io::Result<Gate> {
         let workers = workers.max(1);
         let upstream = Arc::new(Upstream::new(&config.upstream, workers)?);
@@ -239,7 +239,7 @@ fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::{self, Credential};
+    use crate::access::decision::{self, Credential};
     use crate::token::{self, Claims};
     use std::path::Path;
 
@@ -264,11 +264,11 @@ value = "second-secret-value"
     /// Open a fresh token under `key` through the gate's cache.
     fn cache_a_token(gate: &Gate, key: &str) {
         let config = gate.config();
-        let now = gate::unix_now();
+        let now = decision::unix_now();
         let claims =
             Claims::for_user("acct".into(), "ada@example.com", None, now, 300).expect("claims");
         let sealed = token::mint(config.secrets.get(key).expect("key"), &claims);
-        gate::verify(
+        decision::verify(
             &config,
             gate.cache(),
             &Credential::Token(sealed.into()),
@@ -288,7 +288,7 @@ value = "second-secret-value"
         assert_eq!(gate.cache().len(), 2);
         // `first` holds another value now: its entry goes, `second`'s stays.
         // (A hit would refuse it anyway, by the key's fingerprint:
-        // gate::tests pins that layer.)
+        // decision::tests pins that layer.)
         gate.reload(config("rotated-after-a-leak")).expect("reload");
         assert_eq!(gate.cache().len(), 1);
     }

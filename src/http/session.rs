@@ -3,7 +3,7 @@
 //! token leaves the address bar, the history and `Referer` headers.
 //!
 //! The session is stateless: its cookie value is the token's claims sealed
-//! again under a key derived for sessions ([`crate::token::mint_session`]),
+//! again under a key derived for sessions ([`crate::token::format::mint_session`]),
 //! with the session's own lifetime. Any replica with the same secrets opens
 //! it; nothing is stored.
 
@@ -12,8 +12,8 @@ use std::borrow::Cow;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use crate::body::{self, Body};
-use crate::token::{Claims, Opened};
+use crate::token::format::{Claims, Opened};
+use crate::upstream::body::{self, Body};
 
 /// The session cookie's name. `__Host-` makes browsers insist on `Secure`,
 /// `Path=/` and no `Domain`, so no sibling host can plant or read it.
@@ -234,7 +234,7 @@ const LOCATION_UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 /// path part is already normalized (no `//host`, no `\`, no dot segments).
 fn local_path(next: &str) -> Option<&str> {
     let (path, _query) = next.split_once('?').unwrap_or((next, ""));
-    let normal = crate::path::normalize(path).ok()?;
+    let normal = crate::access::path::normalize(path).ok()?;
     (normal == path && !next.contains(['#', '\\'])).then_some(next)
 }
 

@@ -18,7 +18,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, Body};
+use crate::upstream::body::{self, Body};
 
 /// The element's source: dependency-free, served as is.
 const SCRIPT: &str = include_str!("embed/released-page.js");

@@ -226,7 +226,7 @@ impl Metrics {
     }
 
     /// The metrics as OpenMetrics text, with the cache figures read now.
-    pub fn render(&self, cache: &crate::cache::TokenCache) -> String {
+    pub fn render(&self, cache: &crate::access::cache::TokenCache) -> String {
         let (hits, misses, evictions) = cache.stats();
         // Counters only go up: add what happened since the last scrape.
         self.cache_hits

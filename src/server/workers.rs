@@ -1,6 +1,6 @@
 //! Thread-per-core: one single-threaded tokio runtime per worker thread.
 //!
-//! The thread that calls [`crate::server::serve_on`] is worker 0 and runs
+//! The thread that calls [`crate::server::listener::serve_on`] is worker 0 and runs
 //! the accept loop; [`Workers::start`] adds the others. The accept loop
 //! hands each new connection to the next worker in turn, and everything
 //! that connection does (its requests, the upstream connections from that

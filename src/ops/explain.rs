@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
+use crate::access::rules::{Access, PageRule, RuleOptions, RuleSet, RuleSpec};
 use crate::config::{Config, DefaultAccess};
-use crate::rules::{Access, PageRule, RuleOptions, RuleSet, RuleSpec};
 
 /// Whether `rule` alone would match `path` (compiled on its own: this is
 /// for explaining, not for the request path).
@@ -31,7 +31,7 @@ fn literal_prefix(pattern: &str) -> usize {
 pub fn explain(config: &Config, raw_path: &str, email: Option<&str>) -> String {
     let mut out = String::new();
     let (raw_path, _query) = raw_path.split_once('?').unwrap_or((raw_path, ""));
-    let path = match crate::path::normalize(raw_path) {
+    let path = match crate::access::path::normalize(raw_path) {
         Ok(path) => path.into_owned(),
         Err(error) => {
             let _ = writeln!(out, "path:     {raw_path}");
@@ -50,7 +50,7 @@ pub fn explain(config: &Config, raw_path: &str, email: Option<&str>) -> String {
             "path:     {path} (normalized from {raw_path}; the upstream receives {path})"
         );
     }
-    let own = if crate::api::TOKEN_PATHS.contains(&path.as_str()) {
+    let own = if crate::http::api::TOKEN_PATHS.contains(&path.as_str()) {
         Some("the token API")
     } else if path == config.embed.script_path {
         Some("the released-page script")
@@ -133,7 +133,7 @@ pub fn explain(config: &Config, raw_path: &str, email: Option<&str>) -> String {
         }
         (Access::Verified, Some(email)) => {
             let email = email.trim().to_ascii_lowercase();
-            if !crate::token::is_plausible_email(&email) {
+            if !crate::token::format::is_plausible_email(&email) {
                 format!("{email:?} is not an email a token could carry")
             } else if winner.is_none_or(|rule| rule.admits(&email)) {
                 format!("forwarded for {email} (X-Forwarded-Email: {email})")

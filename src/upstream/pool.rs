@@ -25,8 +25,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{AtEnd, OnEnd};
-use crate::upload::Upload;
+use crate::upstream::body::{AtEnd, OnEnd};
+use crate::upstream::upload::Upload;
 
 /// Idle connections kept per worker at most; more are closed.
 pub const MAX_IDLE_PER_WORKER: usize = 512;
@@ -106,7 +106,7 @@ impl Http1Pool {
         self: &Arc<Self>,
         request: Request<Upload>,
     ) -> Result<Response<Pooled>, PoolError> {
-        let worker = crate::workers::index() % self.idle.len();
+        let worker = crate::server::workers::index() % self.idle.len();
         let (mut parts, body) = request.into_parts();
         parts.headers.insert(header::HOST, self.host.clone());
         let reusable = body.is_empty();

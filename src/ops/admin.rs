@@ -18,9 +18,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::body::{self, Body};
 use crate::config::UpstreamTarget;
-use crate::state::Gate;
+use crate::ops::state::Gate;
+use crate::upstream::body::{self, Body};
 
 /// How often the upstream is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -51,7 +51,7 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
     // ends, not once per connection of a flood.
     let mut refusing = false;
     while let Some((stream, peer)) =
-        crate::server::accept_or_shutdown(&listener, &mut shutdown, "admin").await
+        crate::server::listener::accept_or_shutdown(&listener, &mut shutdown, "admin").await
     {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             if !refusing {
@@ -88,7 +88,7 @@ fn answer(gate: &Gate, request: &Request<Incoming>) -> Response<Body> {
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if gate.is_ready(crate::gate::unix_now(), READY_WINDOW_SECS) {
+            if gate.is_ready(crate::access::decision::unix_now(), READY_WINDOW_SECS) {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(
@@ -146,7 +146,9 @@ pub async fn probe_upstream(gate: Arc<Gate>) {
             .to_string();
         let connect = tokio::net::TcpStream::connect((host.as_str(), port));
         match tokio::time::timeout(config.upstream.connect_timeout, connect).await {
-            Ok(Ok(_stream)) => gate.upstream_health().mark(crate::gate::unix_now()),
+            Ok(Ok(_stream)) => gate
+                .upstream_health()
+                .mark(crate::access::decision::unix_now()),
             Ok(Err(error)) => tracing::debug!(%error, "upstream probe failed"),
             Err(_) => tracing::debug!("upstream probe timed out"),
         }

@@ -320,7 +320,7 @@ impl Pattern {
     }
 }
 
-/// Characters a normalized path ([`crate::path::normalize`]) carries raw,
+/// Characters a normalized path ([`crate::access::path::normalize`]) carries raw,
 /// with one reading: unreserved ones, the reserved ones legal in a path
 /// but `;` (which it refuses) and `+` (raw `+` and `%2B` both reach the
 /// upstream, which may read one as a space), and `/`. Anything else

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
 
-use crate::token::Opened;
+use crate::token::format::Opened;
 
 /// Shard count (a power of two). Enough to spread two to a few dozen cores.
 const SHARDS: usize = 16;
@@ -182,7 +182,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Claims;
+    use crate::token::format::Claims;
 
     fn opened(n: u64) -> Arc<Opened> {
         Arc::new(Opened {
@@ -200,7 +200,7 @@ mod tests {
             } else {
                 "odd".into()
             },
-            purpose: crate::keys::Purpose::Token,
+            purpose: crate::token::keys::Purpose::Token,
             key_fingerprint: [0; 16],
         })
     }

@@ -2,7 +2,7 @@
 //! outside it. Used by the embedded demo portal and small static sites.
 //!
 //! [`StaticDir::serve`] expects a path already normalized by
-//! [`crate::path::normalize`], and checks again anyway (defence in depth):
+//! [`crate::access::path::normalize`], and checks again anyway (defence in depth):
 //!
 //! - only `GET` and `HEAD` (otherwise 405 with `Allow: GET, HEAD`);
 //! - the path must start with `/`; empty segments (`//`), `.` and `..`
@@ -93,7 +93,7 @@ impl StaticDir {
         &self.root
     }
 
-    /// Serve a request for `path` (normalized by [`crate::path::normalize`]);
+    /// Serve a request for `path` (normalized by [`crate::access::path::normalize`]);
     /// `query` is only used to keep it in the trailing-slash redirect.
     pub async fn serve(
         &self,

@@ -10,13 +10,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::body::{self, Body};
+use crate::upstream::body::{self, Body};
 
 /// Why the gate did not forward a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// The path cannot be read one way only.
-    BadPath(crate::path::PathError),
+    BadPath(crate::access::path::PathError),
     /// The request target or framing is not something the gate forwards.
     BadRequest(&'static str),
     /// The query string is longer than `limits.max_query_len`.
@@ -30,7 +30,7 @@ pub enum Reason {
     /// A restricted page was requested without a token.
     MissingToken,
     /// The token could not be opened or is no longer valid.
-    InvalidToken(crate::token::TokenError),
+    InvalidToken(crate::token::format::TokenError),
     /// The token was minted for another account.
     WrongAccount,
     /// Several different tokens arrived with one request.
@@ -76,7 +76,9 @@ impl Reason {
             Reason::MethodNotAllowed => "the gate does not forward this method",
             Reason::BodyTimeout => "the request body did not arrive in time",
             Reason::MissingToken => "a token is required for this page",
-            Reason::InvalidToken(crate::token::TokenError::Expired) => "the token has expired",
+            Reason::InvalidToken(crate::token::format::TokenError::Expired) => {
+                "the token has expired"
+            }
             Reason::InvalidToken(_) => "the token is not valid",
             Reason::WrongAccount => "the token is not valid for this portal",
             Reason::ConflictingTokens => "the request carries several different tokens",
@@ -90,7 +92,7 @@ impl Reason {
     /// The response a client sees, in the form its [`Audience`] reads:
     /// JSON `{"error": ...}` for API clients, a short text for pages, and
     /// for a denied frame the page that tells the embedding element (see
-    /// [`crate::embed`]). 401 always carries `WWW-Authenticate: Bearer`.
+    /// [`crate::http::embed`]). 401 always carries `WWW-Authenticate: Bearer`.
     pub fn into_response(self, audience: Audience) -> Response<Body> {
         let denied = matches!(
             self.status(),
@@ -99,7 +101,7 @@ impl Reason {
         let mut response = if audience == Audience::Api {
             json_error(self.status(), self.message())
         } else if audience == Audience::Frame && denied {
-            crate::embed::auth_required_page(self.status(), self.message())
+            crate::http::embed::auth_required_page(self.status(), self.message())
         } else {
             let mut text = String::with_capacity(self.message().len() + 1);
             text.push_str(self.message());
@@ -158,9 +160,9 @@ pub enum Audience {
 impl Audience {
     /// The audience of a request, from its method and fetch metadata.
     pub fn of(method: &http::Method, headers: &HeaderMap) -> Audience {
-        if !crate::session::is_navigation(method, headers) {
+        if !crate::http::session::is_navigation(method, headers) {
             Audience::Api
-        } else if crate::embed::is_frame_request(headers) {
+        } else if crate::http::embed::is_frame_request(headers) {
             Audience::Frame
         } else {
             Audience::Page

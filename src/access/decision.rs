@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
 
-use crate::cache::TokenCache;
+use crate::access::cache::TokenCache;
+use crate::access::rules::{Access, PageRule};
 use crate::config::{Config, DefaultAccess};
-use crate::keys::Purpose;
-use crate::reject::Reason;
-use crate::rules::{Access, PageRule};
+use crate::http::respond::Reason;
+use crate::token::keys::Purpose;
 use crate::token::{self, Opened, TokenError};
 
 /// Query parameters that carry a token (both spellings are in use).
@@ -84,7 +84,7 @@ pub fn find_credential<'a>(
     headers: &'a HeaderMap,
 ) -> Result<(Option<Credential<'a>>, TokenPlaces), Reason> {
     let (token, mut places) = find_token(query, headers)?;
-    let mut sessions = crate::session::cookie_values(headers);
+    let mut sessions = crate::http::session::cookie_values(headers);
     let session = sessions.next();
     if let Some(first) = session {
         places.cookie = true;
@@ -272,7 +272,7 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Claims;
+    use crate::token::format::Claims;
     use proptest::prelude::*;
     use std::path::Path;
 
@@ -402,7 +402,7 @@ allow_domains = ["example.com"]
         let cache = TokenCache::new(100);
         let t = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
         let opened = token::open(&c.secrets, &t).expect("opens");
-        let claims = crate::session::session_claims(&opened, NOW, 3600);
+        let claims = crate::http::session::session_claims(&opened, NOW, 3600);
         let session = token::mint_session(c.secrets.primary(), &claims);
         let t = Credential::Token(t.into());
         assert!(verify(&c, &cache, &Credential::Session(&session), NOW).is_ok());

@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use crate::body::BoxError;
+use crate::upstream::body::BoxError;
 
 /// The most bytes of a body the gate reads before it takes an upstream
 /// exchange (nginx's `client_body_buffer_size` is the same on 64-bit).

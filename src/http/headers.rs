@@ -13,8 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::reject::Reason;
-use crate::token::{Opened, TokenError};
+use crate::http::respond::Reason;
+use crate::token::format::{Opened, TokenError};
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the legacy ones proxies
 /// still see).
@@ -155,7 +155,7 @@ pub fn prepare_upstream_headers(
         headers.remove(name);
     }
     strip_bearer(headers);
-    crate::session::scrub_cookies(headers);
+    crate::http::session::scrub_cookies(headers);
     scrub_referer(headers);
 
     let peer = client.peer.ip().to_string();
@@ -313,7 +313,7 @@ fn is_bearer_scheme(value: &[u8]) -> bool {
 /// Whether a query parameter's name (as sent, before decoding) names a
 /// token in any spelling: `auth-token` or `auth_token` in any case, with
 /// any of its characters percent-encoded. The gate reads a token only
-/// from the two exact spellings ([`crate::gate::TOKEN_QUERY_PARAMS`]);
+/// from the two exact spellings ([`crate::access::decision::TOKEN_QUERY_PARAMS`]);
 /// the upstream sees none of them.
 fn is_token_param(raw_name: &str) -> bool {
     let decoded = form_urlencoded::parse(raw_name.as_bytes())
@@ -446,7 +446,7 @@ pub fn make_private(headers: &mut HeaderMap) {
 /// page the cache rules of [`make_private`].
 pub fn filter_response(headers: &mut HeaderMap, verified: bool) {
     strip_hop_by_hop(headers);
-    crate::session::strip_session_set_cookies(headers);
+    crate::http::session::strip_session_set_cookies(headers);
     if verified {
         make_private(headers);
     }

@@ -1,11 +1,11 @@
 //! The upstream: where a request goes once the gate has admitted it.
 //!
 //! Either a portal host over HTTP, through pooled keep-alive connections
-//! ([`crate::pool`] for `http://`, hyper-util's client for `https://`), or a
-//! static directory ([`crate::files`]). The forwarder builds the upstream
+//! ([`crate::upstream::pool`] for `http://`, hyper-util's client for `https://`), or a
+//! static directory ([`crate::upstream::files`]). The forwarder builds the upstream
 //! request from the *normalized* path, so the rule that matched is the rule
 //! for what the upstream serves, and from headers that
-//! [`crate::headers`] has already cleaned.
+//! [`crate::http::headers`] has already cleaned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +21,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::{self, AtEnd, Body, OnEnd};
 use crate::config::{UpstreamConfig, UpstreamTarget};
-use crate::files::StaticDir;
-use crate::pool::{Http1Pool, PoolError};
-use crate::reject::Reason;
-use crate::upload::{Upload, UploadError};
+use crate::http::respond::Reason;
+use crate::upstream::body::{self, AtEnd, Body, OnEnd};
+use crate::upstream::files::StaticDir;
+use crate::upstream::pool::{Http1Pool, PoolError};
+use crate::upstream::upload::{Upload, UploadError};
 
 /// Where admitted requests go.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ pub struct HttpUpstream {
 /// within the upstream timeout.
 pub const MAX_UPSTREAM_EXCHANGES: usize = 4096;
 
-/// The connections to the upstream: pooled per worker ([`crate::workers`])
+/// The connections to the upstream: pooled per worker ([`crate::server::workers`])
 /// either way, so a request uses connections driven by its own thread.
 #[derive(Debug)]
 enum Transport {
@@ -182,7 +182,7 @@ impl HttpUpstream {
 
     /// Forward in three steps: the start of the request body, read before
     /// anything is held for the upstream (within `limits.body_timeout`, see
-    /// [`crate::upload`]); a share of the client connection's in-flight
+    /// [`crate::upstream::upload`]); a share of the client connection's in-flight
     /// limit (within `upstream.timeout`); then an exchange, a connection
     /// and the response head (within `upstream.timeout` again).
     async fn forward(
@@ -238,14 +238,14 @@ impl HttpUpstream {
                     parts.uri = Uri::from_parts(uri).map_err(|_| Failure::Target)?;
                     if !body.is_empty() {
                         // Never back to the pool on HTTP/1.1 (see
-                        // `crate::pool`); hyper drops the field on HTTP/2,
+                        // `crate::upstream::pool`); hyper drops the field on HTTP/2,
                         // whose streams cannot leave bytes behind.
                         parts
                             .headers
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     }
                     let request = Request::from_parts(parts, body);
-                    let client = &clients[crate::workers::index() % clients.len()];
+                    let client = &clients[crate::server::workers::index() % clients.len()];
                     let response = client.request(request).await.map_err(Failure::Client)?;
                     response.map(|body| body::boxed(OnEnd::new(body, exchange)))
                 }
@@ -287,8 +287,8 @@ fn tls_clients(config: &UpstreamConfig, workers: usize) -> std::io::Result<Box<[
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
     connector.enforce_http(false);
-    let tls =
-        crate::tls::upstream_client_config(&config.ca_certs).map_err(std::io::Error::other)?;
+    let tls = crate::server::tls::upstream_client_config(&config.ca_certs)
+        .map_err(std::io::Error::other)?;
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
