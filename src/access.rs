@@ -3,7 +3,9 @@
 //! decrypt cache, and the decision with its reasons. No I/O; the clock is
 //! an argument.
 
-pub mod cache;
-pub mod decision;
-pub mod path;
-pub mod rules;
+pub(crate) mod cache;
+pub(crate) mod credential;
+pub(crate) mod decision;
+pub(crate) mod path;
+pub(crate) mod reason;
+pub(crate) mod rules;

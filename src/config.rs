@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::access::rules::RuleSet;
+use crate::access::rules::{Access, RuleSet};
 use crate::token::keys::SecretRing;
 
 mod compile;
@@ -54,16 +54,53 @@ impl std::error::Error for ConfigError {}
 /// What the gate does with a path that no page rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DefaultAccess {
+pub(crate) enum DefaultAccess {
     /// Only verified users (the default: fail closed).
     Restricted,
     /// Anyone.
     Public,
 }
 
+impl DefaultAccess {
+    /// The access of a path no rule matches.
+    pub(crate) fn access(self) -> Access {
+        match self {
+            DefaultAccess::Restricted => Access::Verified,
+            DefaultAccess::Public => Access::Public,
+        }
+    }
+}
+
+/// The token API's paths (the second is an alias kept for backends written
+/// against Released's impersonation endpoint).
+pub(crate) const TOKEN_API_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
+
+/// One of the gate's own endpoints: answered by the gate itself, never
+/// forwarded, whatever the rules say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// The token API ([`TOKEN_API_PATHS`]).
+    TokenApi,
+    /// The `released-page` element's script (`embed.script_path`).
+    EmbedScript,
+    /// Where a browser ends its session (`embed.logout_path`).
+    Logout,
+}
+
+impl Endpoint {
+    /// What it is, for `explain` and `check`.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Endpoint::TokenApi => "the token API",
+            Endpoint::EmbedScript => "the released-page script",
+            Endpoint::Logout => "the logout endpoint",
+        }
+    }
+}
+
 /// Where requests that pass the gate go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamTarget {
+pub(crate) enum UpstreamTarget {
     /// Serve files from a directory (the embedded demo, small sites).
     Dir(PathBuf),
     /// Forward to a portal host over HTTP or HTTPS.
@@ -72,7 +109,7 @@ pub enum UpstreamTarget {
 
 /// The upstream and how long the gate waits for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamConfig {
+pub(crate) struct UpstreamConfig {
     /// Where requests go.
     pub target: UpstreamTarget,
     /// Extra CA certificates trusted for an `https://` upstream
@@ -90,7 +127,7 @@ pub struct UpstreamConfig {
 
 /// How tokens are minted and checked.
 #[derive(Debug, Clone)]
-pub struct Verification {
+pub(crate) struct Verification {
     /// The only account this gate serves; tokens of other accounts are refused.
     pub account_id: String,
     /// Lifetime of minted tokens.
@@ -105,19 +142,15 @@ pub struct Verification {
 
 /// The gate's own TLS certificate (`[tls]`).
 #[derive(Debug, Clone)]
-pub struct TlsSettings {
-    /// The certificate chain file.
-    pub cert: PathBuf,
-    /// The private key file.
-    pub key: PathBuf,
-    /// Both, loaded and checked to match.
+pub(crate) struct TlsSettings {
+    /// The certificate chain and key files, loaded and checked to match.
     pub certified: std::sync::Arc<rustls::sign::CertifiedKey>,
 }
 
 /// What `portal-gate check` needs to know about a secret besides its key:
 /// never the value.
 #[derive(Debug, Clone)]
-pub struct SecretNote {
+pub(crate) struct SecretNote {
     /// The secret's id.
     pub id: String,
     /// Its length in bytes.
@@ -130,21 +163,19 @@ pub struct SecretNote {
 
 /// The embed: the `released-page` script and who may frame the portal.
 #[derive(Debug, Clone)]
-pub struct Embed {
+pub(crate) struct Embed {
     /// Where the gate serves the element's script.
     pub script_path: String,
     /// Where a browser ends its session.
     pub logout_path: String,
-    /// Origins that may frame the portal (`frame-ancestors`); empty leaves
-    /// framing unrestricted.
-    pub allowed_origins: Vec<String>,
-    /// The `Content-Security-Policy` value built from `allowed_origins`.
+    /// The `Content-Security-Policy` value built from `allowed_origins`
+    /// (who may frame the portal); `None` leaves framing unrestricted.
     pub frame_ancestors: Option<http::HeaderValue>,
 }
 
 /// The token API's settings.
 #[derive(Debug, Clone, Default)]
-pub struct Api {
+pub(crate) struct Api {
     /// Networks the token API takes calls from (the client address as
     /// `trusted_proxies` reveal it); empty means any.
     pub allowed_sources: Vec<ipnet::IpNet>,
@@ -152,7 +183,7 @@ pub struct Api {
 
 impl Api {
     /// Whether the token API takes calls from `ip`.
-    pub fn allows_source(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn allows_source(&self, ip: std::net::IpAddr) -> bool {
         let ip = match ip {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
             v4 => v4,
@@ -164,7 +195,7 @@ impl Api {
 /// Bounds on what one client may make the gate hold or wait for. Every
 /// one has a safe default; see `docs/security.md`.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Time a client has to send a request head; for HTTP/1 it also bounds
     /// how long an idle keep-alive connection waits for its next request.
     pub header_read_timeout: Duration,
@@ -227,50 +258,50 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Config {
     /// The file it was read from (for messages).
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// The address to listen on.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// What happens to paths no rule matches.
-    pub default_access: DefaultAccess,
+    pub(crate) default_access: DefaultAccess,
     /// Paths compare ASCII-case-insensitively in rules.
-    pub case_insensitive_paths: bool,
+    pub(crate) case_insensitive_paths: bool,
     /// Where accepted requests go.
-    pub upstream: UpstreamConfig,
+    pub(crate) upstream: UpstreamConfig,
     /// Token settings.
-    pub verification: Verification,
+    pub(crate) verification: Verification,
     /// The configured secrets.
-    pub secrets: SecretRing,
+    pub(crate) secrets: SecretRing,
     /// The compiled page rules.
-    pub rules: RuleSet,
+    pub(crate) rules: RuleSet,
     /// Peers whose `X-Forwarded-*` headers are extended rather than replaced.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Hosts the gate answers for; empty means any. Others get 421.
-    pub public_hosts: Vec<String>,
+    pub(crate) public_hosts: Vec<String>,
     /// Resource limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Who may call the token API.
-    pub api: Api,
+    pub(crate) api: Api,
     /// The embed's paths and framing policy.
-    pub embed: Embed,
+    pub(crate) embed: Embed,
     /// TLS for the gate's own listener; plain HTTP when absent.
-    pub tls: Option<TlsSettings>,
+    pub(crate) tls: Option<TlsSettings>,
     /// The admin listener (health, readiness, metrics); off when absent.
-    pub admin: Option<SocketAddr>,
+    pub(crate) admin: Option<SocketAddr>,
     /// Log users' emails in access logs instead of a keyed pseudonym.
-    pub log_user_email: bool,
+    pub(crate) log_user_email: bool,
     /// Facts about each secret for `check`'s warnings.
-    pub secret_notes: Vec<SecretNote>,
+    pub(crate) secret_notes: Vec<SecretNote>,
     /// A short hash of the config text, to tell versions apart in logs and
     /// metrics.
-    pub version: String,
+    pub(crate) version: String,
     /// Files whose change `--watch` turns into a reload: the config itself,
     /// `file =` secrets, the TLS certificate and key, the upstream CA file.
-    pub watched: Vec<WatchedFile>,
+    pub(crate) watched: Vec<WatchedFile>,
 }
 
 /// A file the config was read from, as it was just before it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchedFile {
+pub(crate) struct WatchedFile {
     /// Where the file is (joined to the config's directory).
     pub path: PathBuf,
     /// Its fingerprint taken just before reading it, so that `--watch`
@@ -288,10 +319,10 @@ impl WatchedFile {
 
 /// What identifies one version of a file (length, modification time,
 /// inode); `None` when it cannot be read.
-pub type Fingerprint = Option<(u64, Option<SystemTime>, u64)>;
+pub(crate) type Fingerprint = Option<(u64, Option<SystemTime>, u64)>;
 
 /// The fingerprint of the file at `path` now.
-pub fn fingerprint(path: &Path) -> Fingerprint {
+pub(crate) fn fingerprint(path: &Path) -> Fingerprint {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
@@ -301,8 +332,63 @@ pub fn fingerprint(path: &Path) -> Fingerprint {
 }
 
 impl Config {
+    /// The address to listen on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The admin listener's address (`[admin] listen`), if configured.
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Whether the gate speaks TLS on its listener (`[tls]`).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A short hash of the config text, to tell versions apart in logs
+    /// and metrics.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The configured secrets; the primary one mints.
+    pub fn secrets(&self) -> &SecretRing {
+        &self.secrets
+    }
+
+    /// The portal account whose tokens the gate accepts.
+    pub fn account_id(&self) -> &str {
+        &self.verification.account_id
+    }
+
+    /// The lifetime of minted tokens.
+    pub fn token_ttl(&self) -> Duration {
+        self.verification.token_ttl
+    }
+
+    /// The gate's own endpoint at the normalized `path`, if there is one:
+    /// the one list of them, for the request path, `explain` and `check`.
+    pub(crate) fn endpoint_at(&self, path: &str) -> Option<Endpoint> {
+        self.endpoints()
+            .find(|(at, _)| *at == path)
+            .map(|(_, endpoint)| endpoint)
+    }
+
+    /// Every path the gate answers itself, with what it is.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = (&str, Endpoint)> {
+        TOKEN_API_PATHS
+            .iter()
+            .map(|path| (*path, Endpoint::TokenApi))
+            .chain([
+                (self.embed.script_path.as_str(), Endpoint::EmbedScript),
+                (self.embed.logout_path.as_str(), Endpoint::Logout),
+            ])
+    }
+
     /// Whether `ip` is one of the `trusted_proxies`.
-    pub fn trusts_proxy(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn trusts_proxy(&self, ip: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
@@ -334,7 +420,7 @@ impl Config {
     /// The files the config file at `path` names (itself, `file =` secrets,
     /// TLS and CA files), read whether or not the config is valid: what to
     /// watch for the change that may mend a refused config.
-    pub fn named_files(path: &Path) -> Vec<PathBuf> {
+    pub(crate) fn named_files(path: &Path) -> Vec<PathBuf> {
         let text = std::fs::metadata(path)
             .ok()
             .filter(|meta| meta.len() <= MAX_CONFIG_BYTES)
@@ -381,9 +467,9 @@ impl Config {
             })
             .collect();
         let _ = writeln!(out, "secrets:  {}", ids.join(", "));
-        let default = match self.default_access {
-            DefaultAccess::Restricted => "verified users only",
-            DefaultAccess::Public => "public",
+        let default = match self.default_access.access() {
+            Access::Verified => "verified users only",
+            Access::Public => "public",
         };
         let _ = writeln!(out, "rules ({}, most specific first):", self.rules.len());
         for rule in self.rules.in_precedence_order() {

@@ -2,10 +2,12 @@
 //! endpoints (token API, embed script, logout, the session exchange),
 //! header hygiene and the responses the gate gives itself.
 
-pub mod api;
-pub mod embed;
-pub mod headers;
-pub mod limiter;
-pub mod phases;
-pub mod respond;
-pub mod session;
+pub(crate) mod api;
+pub(crate) mod embed;
+pub(crate) mod headers;
+pub(crate) mod host;
+pub(crate) mod layer;
+pub(crate) mod limiter;
+pub(crate) mod phases;
+pub(crate) mod respond;
+pub(crate) mod session;

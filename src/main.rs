@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use clap::{Parser, Subcommand};
-use portal_gate::config::Config;
 use portal_gate::token::{self, Claims, IdentityError};
+use portal_gate::Clock;
+use portal_gate::Config;
 
 /// mimalloc: fewer cycles per allocation than glibc's malloc on the request
 /// path (about 6 % less CPU per proxied request), at the price of more
@@ -129,24 +130,20 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     init_logging(args.log_format, args.log_level.as_deref())?;
-    let addr = args.listen.unwrap_or(config.listen);
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let addr = args.listen.unwrap_or(config.listen());
+    let scheme = if config.uses_tls() { "https" } else { "http" };
     // Thread-per-core: this thread is worker 0 and accepts; the others
     // take connections in turn (see the `workers` module).
     let threads = args.threads.map_or_else(
-        portal_gate::server::workers::default_count,
+        portal_gate::Workers::default_count,
         std::num::NonZeroUsize::get,
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let workers = portal_gate::server::workers::Workers::start(threads - 1)
-        .context("cannot start the worker threads")?;
+    let workers =
+        portal_gate::Workers::start(threads - 1).context("cannot start the worker threads")?;
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -155,7 +152,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let gate = std::sync::Arc::new(portal_gate::Gate::with_workers(config, threads)?);
         let shutdown = shutdown_signal()?;
         #[cfg(unix)]
-        match portal_gate::ops::reload::on_sighup(std::sync::Arc::clone(&gate)) {
+        match portal_gate::ops::on_sighup(std::sync::Arc::clone(&gate)) {
             Ok(reloads) => {
                 tokio::spawn(reloads);
             }
@@ -163,22 +160,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if args.watch {
             let watched = std::sync::Arc::clone(&gate);
-            tokio::spawn(portal_gate::ops::reload::watch_files(watched, portal_gate::ops::reload::WATCH_INTERVAL));
+            tokio::spawn(portal_gate::ops::watch_files(watched, portal_gate::ops::WATCH_INTERVAL));
         }
-        if let Some(admin_addr) = gate.config().admin {
+        if let Some(admin_addr) = gate.config().admin() {
             let admin = tokio::net::TcpListener::bind(admin_addr)
                 .await
                 .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
             tracing::info!("admin listening on http://{}", admin.local_addr()?);
-            tokio::spawn(portal_gate::ops::admin::probe_upstream(std::sync::Arc::clone(&gate)));
-            tokio::spawn(portal_gate::ops::admin::serve(admin, std::sync::Arc::clone(&gate), std::future::pending()));
+            tokio::spawn(portal_gate::ops::probe_upstream(std::sync::Arc::clone(&gate)));
+            tokio::spawn(portal_gate::ops::serve_admin(admin, std::sync::Arc::clone(&gate), std::future::pending()));
         }
-        tracing::info!(version = %gate.config().version, threads, "portal-gate listening on {scheme}://{local}");
+        tracing::info!(version = %gate.config().version(), threads, "portal-gate listening on {scheme}://{local}");
         portal_gate::serve_on(listener, gate, workers.handles(), shutdown).await?;
         Ok(())
     });
     workers.stop();
-    runtime.shutdown_timeout(portal_gate::server::workers::BLOCKING_WAIT);
+    runtime.shutdown_timeout(portal_gate::Workers::BLOCKING_WAIT);
     served
 }
 
@@ -243,18 +240,16 @@ fn mint(
     ttl: Option<u64>,
 ) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
-    let ttl = ttl
-        .map(Duration::from_secs)
-        .unwrap_or(config.verification.token_ttl);
+    let ttl = ttl.map(Duration::from_secs).unwrap_or(config.token_ttl());
     anyhow::ensure!(!ttl.is_zero(), "--ttl must be at least 1 second");
-    let account_id = config.verification.account_id.clone();
-    let now = portal_gate::access::decision::unix_now();
+    let account_id = config.account_id().to_string();
+    let now = portal_gate::SystemClock.unix_now();
     let claims =
         Claims::for_user(account_id, &email, user_id, now, ttl.as_secs()).map_err(|e| match e {
             IdentityError::Email => anyhow::anyhow!("--email {email:?} {e}"),
             IdentityError::UserId => anyhow::anyhow!("--user-id {e}"),
         })?;
-    let token = token::mint(config.secrets.primary(), &claims);
+    let token = token::mint(config.secrets().primary(), &claims);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     Ok(())
@@ -262,10 +257,15 @@ fn mint(
 
 fn explain(config: PathBuf, path: String, email: Option<String>) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
-    print!(
-        "{}",
-        portal_gate::ops::explain::explain(&config, &path, email.as_deref())
-    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let explained = runtime.block_on(async {
+        let gate = portal_gate::Gate::new(config)?;
+        Ok::<_, std::io::Error>(gate.explain(&path, email.as_deref()).await)
+    })?;
+    print!("{explained}");
     Ok(())
 }
 

@@ -1,8 +1,13 @@
-//! Running the gate: its state and reloads, the admin listener, metrics,
-//! and `explain`.
+//! Running the gate: its state and reloads, the clock, the admin listener,
+//! metrics, and `explain`. Public here is what `portal-gate serve` runs
+//! beside the proxy, for an embedder that wants the same.
 
-pub mod admin;
-pub mod explain;
-pub mod metrics;
-pub mod reload;
-pub mod state;
+pub(crate) mod admin;
+pub(crate) mod clock;
+pub(crate) mod explain;
+pub(crate) mod metrics;
+pub(crate) mod reload;
+pub(crate) mod state;
+
+pub use admin::{probe_upstream, serve as serve_admin};
+pub use reload::{on_sighup, watch_files, WATCH_INTERVAL};

@@ -1,6 +1,8 @@
 //! The server: the listener and its connections, TLS, and the worker
 //! threads.
 
-pub mod listener;
-pub mod tls;
-pub mod workers;
+pub(crate) mod connection;
+pub(crate) mod idle;
+pub(crate) mod listener;
+pub(crate) mod tls;
+pub(crate) mod workers;

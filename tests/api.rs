@@ -26,7 +26,7 @@ fn error_of(reply: &Reply) -> String {
 #[tokio::test]
 async fn minting_returns_token_and_expiry() {
     let (upstream, gate) = gate().await;
-    let before = portal_gate::access::decision::unix_now();
+    let before = unix_now();
     let body = format!(
         r#"{{"account_id":"{ACCOUNT}","user_email":"ada@example.com","user_id":"u:42","profile":{{"name":"Ada","avatar_url":"https://example.com/a.png"}}}}"#
     );

@@ -28,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use support::{GateProcess, ACCOUNT, SECRET};
+use support::{unix_now, GateProcess, ACCOUNT, SECRET};
 use webdriver::Browser;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -72,7 +72,7 @@ async fn released_page_frames_the_portal_across_sites() {
     assert_frame_hides_roadmap(&browser, "restricted content shown without a token").await;
 
     // An expired token: refused the same way, so the host can fetch a new one.
-    let now = portal_gate::access::decision::unix_now();
+    let now = unix_now();
     let expired = support::token_with(
         SECRET,
         "k1",

@@ -163,7 +163,8 @@ async fn the_admin_port_caps_its_connections_and_closes_each_after_one_answer() 
 
     // Every slot taken by a connection that says nothing...
     let mut idle = Vec::new();
-    for _ in 0..portal_gate::ops::admin::MAX_CONNECTIONS {
+    // 256: the admin listener's connection limit (docs/security.md).
+    for _ in 0..256 {
         idle.push(
             tokio::net::TcpStream::connect(admin)
                 .await

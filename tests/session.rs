@@ -223,7 +223,7 @@ async fn an_expired_session_is_refused() {
 #[tokio::test]
 async fn bad_tokens_in_a_navigation_url_are_refused_on_restricted_pages_only() {
     let (upstream, gate) = gate_with("").await;
-    let now = portal_gate::access::decision::unix_now();
+    let now = unix_now();
     let expired = token_with(
         SECRET,
         "k1",

@@ -30,7 +30,7 @@ type Shard = Mutex<LruCache<Box<str>, Arc<Opened>>>;
 
 /// A bounded, sharded LRU of opened tokens.
 #[derive(Debug)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     /// Each shard holds about `capacity / SHARDS` entries.
     shards: Box<[Shard]>,
     /// Mixed into the shard choice, so nobody can aim at one shard.
@@ -51,7 +51,7 @@ struct Stats {
 
 impl TokenCache {
     /// A cache of about `capacity` entries in total; 0 disables caching.
-    pub fn new(capacity: usize) -> TokenCache {
+    pub(crate) fn new(capacity: usize) -> TokenCache {
         let shard_count = if capacity == 0 {
             0
         } else {
@@ -76,8 +76,9 @@ impl TokenCache {
         }
     }
 
+    #[cfg(test)]
     /// Whether the cache holds anything at all (capacity above zero).
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         !self.shards.is_empty()
     }
 
@@ -105,7 +106,7 @@ impl TokenCache {
     }
 
     /// The cached opening of `token`, if any. The caller re-validates it.
-    pub fn get(&self, token: &str) -> Option<Arc<Opened>> {
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<Opened>> {
         let found = self.shard(token).and_then(|shard| {
             // A poisoned shard only means another task panicked while
             // holding it; the LRU itself is still consistent, so keep serving.
@@ -122,7 +123,7 @@ impl TokenCache {
     }
 
     /// Remember a token that opened and validated.
-    pub fn insert(&self, token: &str, opened: Arc<Opened>) {
+    pub(crate) fn insert(&self, token: &str, opened: Arc<Opened>) {
         if let Some(shard) = self.shard(token) {
             let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((evicted, _)) = guard.push(token.into(), opened) {
@@ -134,7 +135,7 @@ impl TokenCache {
     }
 
     /// Hits, misses and evictions since start.
-    pub fn stats(&self) -> (u64, u64, u64) {
+    pub(crate) fn stats(&self) -> (u64, u64, u64) {
         (
             self.stats.hits.load(Ordering::Relaxed),
             self.stats.misses.load(Ordering::Relaxed),
@@ -143,7 +144,7 @@ impl TokenCache {
     }
 
     /// Forget a token (it expired, or its key is gone).
-    pub fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &str) {
         if let Some(shard) = self.shard(token) {
             let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             guard.pop(token);
@@ -151,7 +152,7 @@ impl TokenCache {
     }
 
     /// Drop every entry for which `keep` is false (used when secrets change).
-    pub fn retain(&self, keep: impl Fn(&Opened) -> bool) {
+    pub(crate) fn retain(&self, keep: impl Fn(&Opened) -> bool) {
         for shard in self.shards.iter() {
             let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let doomed: Vec<Box<str>> = guard
@@ -166,15 +167,16 @@ impl TokenCache {
     }
 
     /// Entries currently held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
     }
 
+    #[cfg(test)]
     /// Whether no entry is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

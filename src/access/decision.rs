@@ -5,27 +5,18 @@
 //! reads (the caller passes `now`). The result is a [`Decision`] value that
 //! the server turns into a forwarded request or a refusal.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::header::{self, HeaderMap};
-
 use crate::access::cache::TokenCache;
+use crate::access::credential::Credential;
+use crate::access::reason::Reason;
 use crate::access::rules::{Access, PageRule};
-use crate::config::{Config, DefaultAccess};
-use crate::http::respond::Reason;
-use crate::token::keys::Purpose;
+use crate::config::Config;
 use crate::token::{self, Opened, TokenError};
-
-/// Query parameters that carry a token (both spellings are in use).
-pub const TOKEN_QUERY_PARAMS: [&str; 2] = ["auth-token", "auth_token"];
-
-/// The header that carries a token besides `Authorization: Bearer`.
-pub const TOKEN_HEADER: &str = "x-auth-token";
 
 /// What the gate does with a request.
 #[derive(Debug, Clone)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Forward it; with the verified user when the page needed one.
     Forward(Option<Arc<Opened>>),
     /// Refuse it; it never reaches the upstream.
@@ -35,133 +26,10 @@ pub enum Decision {
     NotAdmitted(Arc<Opened>),
 }
 
-/// Where a token or session was found; the forwarder removes it from each
-/// of these.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenPlaces {
-    /// In the query string.
-    pub query: bool,
-    /// In `Authorization: Bearer`.
-    pub bearer: bool,
-    /// In `X-Auth-Token`.
-    pub header: bool,
-    /// The session cookie.
-    pub cookie: bool,
-}
-
-/// What a request proves its user with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential<'a> {
-    /// A token from the API (query, `Authorization: Bearer`, `X-Auth-Token`).
-    Token(Cow<'a, str>),
-    /// A session cookie from an earlier exchange.
-    Session(&'a str),
-}
-
-impl Credential<'_> {
-    /// The sealed string, as the cache keys it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Credential::Token(token) => token,
-            Credential::Session(session) => session,
-        }
-    }
-
-    /// What it must have been sealed as to count.
-    pub fn purpose(&self) -> Purpose {
-        match self {
-            Credential::Token(_) => Purpose::Token,
-            Credential::Session(_) => Purpose::Session,
-        }
-    }
-}
-
-/// The credential a request carries: a token when there is one (a fresh
-/// token replaces the session), else the session cookie. Several
-/// different tokens, or several different session cookies, are refused.
-pub fn find_credential<'a>(
-    query: Option<&'a str>,
-    headers: &'a HeaderMap,
-) -> Result<(Option<Credential<'a>>, TokenPlaces), Reason> {
-    let (token, mut places) = find_token(query, headers)?;
-    let mut sessions = crate::http::session::cookie_values(headers);
-    let session = sessions.next();
-    if let Some(first) = session {
-        places.cookie = true;
-        if sessions.any(|other| other != first) {
-            return Err(Reason::ConflictingTokens);
-        }
-    }
-    let credential = match (token, session) {
-        (Some(token), _) => Some(Credential::Token(token)),
-        (None, Some(session)) => Some(Credential::Session(session)),
-        (None, None) => None,
-    };
-    Ok((credential, places))
-}
-
-/// The token a request carries, if any (sessions aside).
-///
-/// The same token may appear in several places (an embed that sets both the
-/// query and a header); different tokens in one request are refused rather
-/// than guessing which one the client meant.
-pub fn find_token<'a>(
-    query: Option<&'a str>,
-    headers: &'a HeaderMap,
-) -> Result<(Option<Cow<'a, str>>, TokenPlaces), Reason> {
-    let mut found: Option<Cow<'a, str>> = None;
-    let mut places = TokenPlaces::default();
-    let mut offer = |candidate: Cow<'a, str>| -> Result<(), Reason> {
-        match &found {
-            Some(existing) if *existing != candidate => Err(Reason::ConflictingTokens),
-            Some(_) => Ok(()),
-            None => {
-                found = Some(candidate);
-                Ok(())
-            }
-        }
-    };
-
-    if let Some(query) = query {
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if TOKEN_QUERY_PARAMS.contains(&name.as_ref()) {
-                places.query = true;
-                offer(value)?;
-            }
-        }
-    }
-    for value in headers.get_all(header::AUTHORIZATION) {
-        if let Some(token) = bearer_token(value.as_bytes()) {
-            places.bearer = true;
-            offer(Cow::Borrowed(token))?;
-        }
-    }
-    for value in headers.get_all(TOKEN_HEADER) {
-        let token = value
-            .to_str()
-            .map_err(|_| Reason::InvalidToken(TokenError::Malformed))?;
-        places.header = true;
-        offer(Cow::Borrowed(token.trim()))?;
-    }
-    Ok((found, places))
-}
-
-/// The credential of `Authorization: Bearer <token>`, if the header is one.
-/// A tab after the scheme counts as a space: whatever the gate strips as a
-/// Bearer credential, it also reads as one.
-pub fn bearer_token(value: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(value).ok()?;
-    let (scheme, rest) = value.split_once([' ', '\t'])?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| rest.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// Open a credential through the cache and check everything that can
 /// change after it was sealed: expiry (with clock skew), the account, and
 /// the key still being configured and live.
-pub fn verify(
+pub(crate) fn verify(
     config: &Config,
     cache: &TokenCache,
     credential: &Credential<'_>,
@@ -214,29 +82,18 @@ fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
 }
 
 /// The rule's access for `path`, or the default when no rule matches.
-pub fn access_for<'c>(config: &'c Config, path: &str) -> (Option<&'c PageRule>, Access) {
+pub(crate) fn access_for<'c>(config: &'c Config, path: &str) -> (Option<&'c PageRule>, Access) {
     match config.rules.find(path) {
         Some(rule) => (Some(rule), rule.access()),
-        None => match config.default_access {
-            DefaultAccess::Public => (None, Access::Public),
-            DefaultAccess::Restricted => (None, Access::Verified),
-        },
+        None => (None, config.default_access.access()),
     }
 }
 
-/// Decide a request for the normalized `path` carrying `credential`.
-pub fn decide(
-    config: &Config,
-    cache: &TokenCache,
-    path: &str,
-    credential: Option<&Credential<'_>>,
-    now: u64,
-) -> Decision {
-    decide_for_rule(config, cache, access_for(config, path), credential, now)
-}
-
-/// [`decide`] for a path whose rule and access [`access_for`] already gave.
-pub fn decide_for_rule(
+/// Decide a request whose rule and access [`access_for`] gave, carrying
+/// `credential`: a public page passes without an identity; otherwise the
+/// credential must open and validate ([`verify`]) and the rule must admit
+/// its user.
+pub(crate) fn decide(
     config: &Config,
     cache: &TokenCache,
     (rule, access): (Option<&PageRule>, Access),
@@ -259,14 +116,6 @@ pub fn decide_for_rule(
     } else {
         Decision::NotAdmitted(opened)
     }
-}
-
-/// Seconds since the Unix epoch, saturating at zero for clocks before it.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -323,6 +172,17 @@ allow_domains = ["example.com"]
         token::mint(config.secrets.get(key).expect("key"), &claims)
     }
 
+    /// The decision for the normalized `path`.
+    fn decide_path(
+        config: &Config,
+        cache: &TokenCache,
+        path: &str,
+        credential: Option<&Credential<'_>>,
+        now: u64,
+    ) -> Decision {
+        decide(config, cache, access_for(config, path), credential, now)
+    }
+
     fn same(a: &Decision, b: &Decision) -> bool {
         match (a, b) {
             (Decision::Forward(x), Decision::Forward(y)) => {
@@ -343,15 +203,19 @@ allow_domains = ["example.com"]
         let expired = token(&c, "live", "acct", "a@example.com", NOW - 900, NOW - 300);
         let retired = token(&c, "retired", "acct", "a@example.com", NOW, NOW + 300);
         let other = token(&c, "live", "other", "a@example.com", NOW, NOW + 300);
-        let reject =
-            |t: &str, p: &str| match decide(&c, &cache, p, Some(&Credential::Token(t.into())), NOW)
-            {
-                Decision::Reject(r) => Some(r),
-                Decision::NotAdmitted(_) => Some(Reason::NotAdmitted),
-                Decision::Forward(_) => None,
-            };
+        let reject = |t: &str, p: &str| match decide_path(
+            &c,
+            &cache,
+            p,
+            Some(&Credential::Token(t.into())),
+            NOW,
+        ) {
+            Decision::Reject(r) => Some(r),
+            Decision::NotAdmitted(_) => Some(Reason::NotAdmitted),
+            Decision::Forward(_) => None,
+        };
         assert!(matches!(
-            decide(&c, &cache, "/", None, NOW),
+            decide_path(&c, &cache, "/", None, NOW),
             Decision::Forward(None)
         ));
         assert_eq!(
@@ -359,11 +223,11 @@ allow_domains = ["example.com"]
             Some(Reason::InvalidToken(TokenError::Malformed))
         );
         assert!(matches!(
-            decide(&c, &cache, "/docs/x", None, NOW),
+            decide_path(&c, &cache, "/docs/x", None, NOW),
             Decision::Reject(Reason::MissingToken)
         ));
         assert!(matches!(
-            decide(&c, &cache, "/nowhere", None, NOW),
+            decide_path(&c, &cache, "/nowhere", None, NOW),
             Decision::Reject(Reason::MissingToken)
         ));
         assert_eq!(reject(&ok, "/docs/x"), None);
@@ -477,24 +341,6 @@ allow_domains = ["example.com"]
         assert!(cache.is_empty());
     }
 
-    #[test]
-    fn token_places_are_found_and_conflicts_refused() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("value"));
-        let (token, places) = find_token(Some("x=1&auth_token=abc"), &headers).expect("same token");
-        assert_eq!(token.as_deref(), Some("abc"));
-        assert!(places.query && places.bearer && !places.header);
-        headers.insert(TOKEN_HEADER, "def".parse().expect("value"));
-        assert_eq!(
-            find_token(None, &headers).err(),
-            Some(Reason::ConflictingTokens)
-        );
-        assert_eq!(
-            find_token(Some("auth-token=a&auth-token=b"), &HeaderMap::new()).err(),
-            Some(Reason::ConflictingTokens)
-        );
-    }
-
     proptest! {
         /// For random paths, tokens and times, the decision with the cache
         /// equals the decision without it, on a first call and on a hit.
@@ -522,8 +368,8 @@ allow_domains = ["example.com"]
             let none = TokenCache::new(0);
             let t = Credential::Token(t.into());
             for now in [NOW, NOW + later] {
-                let cached = decide(&c, &cache, path, Some(&t), now);
-                let fresh = decide(&c, &none, path, Some(&t), now);
+                let cached = decide_path(&c, &cache, path, Some(&t), now);
+                let fresh = decide_path(&c, &none, path, Some(&t), now);
                 prop_assert!(same(&cached, &fresh), "{cached:?} vs {fresh:?}");
             }
         }

@@ -71,14 +71,13 @@
 //! normal (or only loses a trailing `.`/`..`) comes back as
 //! [`Cow::Borrowed`].
 //!
-//! [`fold_case`] lower-cases a normalized path for case-insensitive rules.
 
 use std::borrow::Cow;
 
 /// Why a request path was refused; [`PathError::reason`] (also the
 /// `Display` text) is the 400 body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// The target does not start with `/`, or contains a raw `#` or `?`.
     NotOriginForm,
     /// `%2F` or `%5C`: an escaped slash or backslash.
@@ -113,7 +112,7 @@ pub enum PathError {
 
 impl PathError {
     /// A short, fixed reason for the 400 body and the log.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             PathError::NotOriginForm => "request target is not an origin-form path",
             PathError::EncodedSlash => "escaped slash or backslash in path",
@@ -141,14 +140,14 @@ impl std::fmt::Display for PathError {
 }
 
 /// The longest raw path accepted, in bytes (before normalization).
-pub const MAX_PATH_LEN: usize = 8192;
+pub(crate) const MAX_PATH_LEN: usize = 8192;
 
 /// Normalize the path part of an origin-form request target (no query: the
 /// caller splits at the first `?`).
 ///
 /// Returns `Cow::Borrowed` when the input is already normal (the hot path
 /// allocates nothing then). See the module documentation for the rules.
-pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+pub(crate) fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
@@ -205,47 +204,6 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
         }
         pos = seg.end + 1;
     }
-}
-
-/// Lower-case a normalized path for case-insensitive matching.
-///
-/// Only ASCII letters outside `%XX` escapes are lowered: the hex digits of an
-/// escape stay upper case (so the result is still a normal path), and the
-/// escaped bytes themselves (non-ASCII text such as `%C3%89`, "É") are not
-/// case-folded, because Unicode case folding is out of scope. Returns
-/// `Cow::Borrowed` when nothing changes.
-pub fn fold_case(normalized: &str) -> Cow<'_, str> {
-    let bytes = normalized.as_bytes();
-    let mut i = 0;
-    let mut first_upper = None;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => i += 3,
-            b if b.is_ascii_uppercase() => {
-                first_upper = Some(i);
-                break;
-            }
-            _ => i += 1,
-        }
-    }
-    let Some(start) = first_upper else {
-        return Cow::Borrowed(normalized);
-    };
-    let mut folded = String::with_capacity(normalized.len());
-    folded.push_str(&normalized[..start]);
-    let mut escape_left = 0u8;
-    for c in normalized[start..].chars() {
-        if escape_left > 0 {
-            escape_left -= 1;
-            folded.push(c);
-        } else if c == '%' {
-            escape_left = 2;
-            folded.push(c);
-        } else {
-            folded.push(c.to_ascii_lowercase());
-        }
-    }
-    Cow::Owned(folded)
 }
 
 /// What [`scan_segment`] learned about one segment.
@@ -690,14 +648,6 @@ mod tests {
     }
 
     #[test]
-    fn fold_case_lowers_letters_outside_escapes() {
-        assert_eq!(fold_case("/INTERNAL/Notes"), "/internal/notes");
-        assert_eq!(fold_case("/Caf%C3%A9%20X"), "/caf%C3%A9%20x");
-        assert!(matches!(fold_case("/a/b%2C"), Cow::Borrowed("/a/b%2C")));
-        assert!(matches!(fold_case("/"), Cow::Borrowed("/")));
-    }
-
-    #[test]
     fn errors_have_short_display_for_the_400_body() {
         assert_eq!(
             PathError::EncodedSlash.to_string(),
@@ -738,9 +688,6 @@ mod tests {
                 let twice = normalize(&once);
                 prop_assert_eq!(twice.as_deref(), Ok(once.as_ref()));
                 prop_assert!(matches!(twice, Ok(Cow::Borrowed(_))));
-                let folded = fold_case(&once);
-                let again = normalize(&folded);
-                prop_assert_eq!(again.as_deref(), Ok(folded.as_ref()));
             }
         }
 
@@ -753,7 +700,6 @@ mod tests {
                     let again = normalize(&out);
                     prop_assert_eq!(again.as_deref(), Ok(out.as_ref()));
                 }
-                let _ = fold_case(input);
             }
         }
 

@@ -36,7 +36,7 @@ use std::fmt;
 /// Who may see a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Access {
+pub(crate) enum Access {
     /// Anyone, signed in or not.
     Public,
     /// Users who proved an email address (and pass the rule's allow lists).
@@ -54,7 +54,7 @@ impl Access {
 
 /// One `[[pages]]` entry as the config hands it over.
 #[derive(Debug, Clone)]
-pub struct RuleSpec {
+pub(crate) struct RuleSpec {
     /// The `path` pattern, e.g. `/docs/**`.
     pub path: String,
     /// Who may see the pages it matches.
@@ -67,7 +67,7 @@ pub struct RuleSpec {
 
 /// Options that change how paths compare.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RuleOptions {
+pub(crate) struct RuleOptions {
     /// Compare patterns and paths ASCII-case-insensitively, for upstreams
     /// that serve `/Docs` and `/docs` as the same page.
     pub case_insensitive: bool,
@@ -75,7 +75,7 @@ pub struct RuleOptions {
 
 /// A compiled page rule.
 #[derive(Debug)]
-pub struct PageRule {
+pub(crate) struct PageRule {
     /// The pattern as written, for messages and `portal-gate check`.
     pattern: String,
     access: Access,
@@ -92,22 +92,22 @@ pub struct PageRule {
 
 impl PageRule {
     /// The pattern as written in the config.
-    pub fn pattern(&self) -> &str {
+    pub(crate) fn pattern(&self) -> &str {
         &self.pattern
     }
 
     /// Who may see the pages this rule governs.
-    pub fn access(&self) -> Access {
+    pub(crate) fn access(&self) -> Access {
         self.access
     }
 
     /// Position in the config's `[[pages]]` list (0-based).
-    pub fn index(&self) -> usize {
+    pub(crate) fn index(&self) -> usize {
         self.index
     }
 
     /// Whether the rule has no wildcard.
-    pub fn is_exact(&self) -> bool {
+    pub(crate) fn is_exact(&self) -> bool {
         self.exact
     }
 
@@ -115,7 +115,7 @@ impl PageRule {
     /// the page. Public: always. Verified without allow lists: always.
     /// Otherwise the email must be listed, or its domain (the part after the
     /// last `@`, compared exactly, subdomains excluded) must be.
-    pub fn admits(&self, email: &str) -> bool {
+    pub(crate) fn admits(&self, email: &str) -> bool {
         if self.access == Access::Public || (self.emails.is_empty() && self.domains.is_empty()) {
             return true;
         }
@@ -127,7 +127,7 @@ impl PageRule {
 
     /// One line for `portal-gate check`, e.g.
     /// `/internal/** verified (domains: example.com)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut line = format!("{} {}", self.pattern, self.access.as_str());
         let mut lists = Vec::new();
         if !self.emails.is_empty() {
@@ -152,7 +152,7 @@ fn join(set: &BTreeSet<String>) -> String {
 
 /// Why a `[[pages]]` entry was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleError {
+pub(crate) struct RuleError {
     /// Which spec (0-based position in `[[pages]]`).
     pub index: usize,
     /// The pattern of that spec, as written.
@@ -167,7 +167,7 @@ pub struct RuleError {
 
 /// What is wrong with a `[[pages]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleErrorKind {
+pub(crate) enum RuleErrorKind {
     /// The `path` is not a valid pattern; the string says why.
     BadPattern(String),
     /// Another rule has the same pattern (a trailing slash does not count).
@@ -219,7 +219,7 @@ impl std::error::Error for RuleError {}
 
 /// All page rules, compiled.
 #[derive(Debug)]
-pub struct RuleSet {
+pub(crate) struct RuleSet {
     /// In config order: a rule's index is its position here.
     rules: Vec<PageRule>,
     /// Exact rules by path without trailing slash (root stays `/`).
@@ -334,7 +334,10 @@ fn pattern_char(c: char) -> bool {
 impl RuleSet {
     /// Validates and compiles the `[[pages]]` entries. The first problem
     /// found, in config order, is returned.
-    pub fn compile(specs: Vec<RuleSpec>, options: RuleOptions) -> Result<RuleSet, RuleError> {
+    pub(crate) fn compile(
+        specs: Vec<RuleSpec>,
+        options: RuleOptions,
+    ) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet {
             rules: Vec::with_capacity(specs.len()),
             exact: HashMap::new(),
@@ -393,7 +396,7 @@ impl RuleSet {
     ///
     /// Allocates nothing, except one lower-cased copy of the path when the
     /// set is case-insensitive and the path has an ASCII upper-case letter.
-    pub fn find(&self, path: &str) -> Option<&PageRule> {
+    pub(crate) fn find(&self, path: &str) -> Option<&PageRule> {
         if !path.starts_with('/') {
             return None;
         }
@@ -468,9 +471,14 @@ impl RuleSet {
             .or(node.rest)
     }
 
+    /// The rule that was `pages[index]` in the config.
+    pub(crate) fn get(&self, index: usize) -> Option<&PageRule> {
+        self.rules.get(index)
+    }
+
     /// Rules in precedence order: exact rules, then patterns by literal
     /// prefix length (longest first), each group by pattern text.
-    pub fn in_precedence_order(&self) -> Vec<&PageRule> {
+    pub(crate) fn in_precedence_order(&self) -> Vec<&PageRule> {
         let mut rules: Vec<&PageRule> = self.rules.iter().collect();
         // Exact rules never compete with each other, so they sort by text only.
         let rank = |r: &PageRule| (r.exact, if r.exact { 0 } else { r.literal_prefix });
@@ -483,13 +491,8 @@ impl RuleSet {
     }
 
     /// Number of rules.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rules.len()
-    }
-
-    /// Whether there are no rules.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
     }
 
     /// The child of `id` along a literal edge (`Some`) or the `*` edge

@@ -410,7 +410,6 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
     Ok(Embed {
         script_path,
         logout_path,
-        allowed_origins,
         frame_ancestors,
     })
 }
@@ -617,11 +616,7 @@ fn compile_tls(
         };
         at.error(span, name, e.to_string())
     })?;
-    Ok(Some(TlsSettings {
-        cert,
-        key,
-        certified,
-    }))
+    Ok(Some(TlsSettings { certified }))
 }
 
 fn compile_secrets(

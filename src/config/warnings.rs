@@ -66,11 +66,7 @@ fn readable_by_others(_path: &Path) -> bool {
 /// answers its own paths itself, and refuses paths that do not survive
 /// normalization before any rule is looked at.
 fn never_matches(pattern: &str, config: &Config) -> Option<String> {
-    let own = crate::http::api::TOKEN_PATHS.iter().copied().chain([
-        config.embed.script_path.as_str(),
-        config.embed.logout_path.as_str(),
-    ]);
-    for path in own {
+    for (path, _) in config.endpoints() {
         if pattern.trim_end_matches('/') == path {
             return Some(format!("the gate answers {path} itself"));
         }

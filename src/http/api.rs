@@ -14,18 +14,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
 use crate::config::Config;
 use crate::http::limiter::FailureLimiter;
-use crate::http::respond::json_error;
+use crate::http::respond::{self, json_error, OwnResponse};
 use crate::token::{self, Claims, IdentityError};
-use crate::upstream::body::{self, Body};
-
-/// The paths of the token API.
-pub const TOKEN_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
 
 /// The longest avatar URL kept in a token.
 const MAX_AVATAR_URL: usize = 1024;
@@ -75,7 +71,7 @@ impl ApiError {
         }
     }
 
-    fn into_response(self) -> Response<Body> {
+    fn into_response(self) -> OwnResponse {
         let retry_after = match self {
             ApiError::RateLimited(wait) => Some(wait.as_secs().max(1)),
             _ => None,
@@ -134,7 +130,7 @@ impl ApiError {
 
 /// The state the API needs besides the config.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     /// Failed-attempt limiter shared by all connections.
     pub limiter: &'a FailureLimiter,
     /// Counters of minted tokens and refusals.
@@ -144,15 +140,15 @@ pub struct Caller<'a> {
 }
 
 /// Answer one token API request.
-pub async fn handle<B>(
+pub(crate) async fn handle<B>(
     config: &Config,
     caller: Caller<'_>,
     request: Request<B>,
     now: u64,
-) -> Response<Body>
+) -> OwnResponse
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<crate::upstream::body::BoxError>,
 {
     match mint_for(config, caller, request, now).await {
         Ok(response) => {
@@ -171,10 +167,10 @@ async fn mint_for<B>(
     caller: Caller<'_>,
     request: Request<B>,
     now: u64,
-) -> Result<Response<Body>, ApiError>
+) -> Result<OwnResponse, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<crate::upstream::body::BoxError>,
 {
     if !config.api.allows_source(caller.ip) {
         return Err(ApiError::SourceNotAllowed);
@@ -186,7 +182,7 @@ where
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| crate::access::decision::bearer_token(v.as_bytes()));
+        .and_then(|v| crate::access::credential::bearer_token(v.as_bytes()));
     let at = std::time::UNIX_EPOCH + Duration::from_secs(now);
     let known = presented.and_then(|p| config.secrets.verify_bearer(p.as_bytes(), at));
     if known.is_none() {
@@ -242,17 +238,12 @@ where
     let expires_at = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at),
     );
-    let text = serde_json::json!({
+    let answer = serde_json::json!({
         "token": token,
         "expires_at": expires_at.to_string(),
         "expires_in": expires_in,
-    })
-    .to_string();
-    let mut response = Response::new(body::full(text));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    });
+    let mut response = respond::json(StatusCode::OK, &answer);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -18,14 +18,15 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::upstream::body::{self, Body};
+use crate::http::respond::{self, OwnResponse};
+use http_body_util::Full;
 
 /// The element's source: dependency-free, served as is.
 const SCRIPT: &str = include_str!("embed/released-page.js");
 
 /// The script, with its strong ETag (a hash of the bytes, computed once).
 #[derive(Debug)]
-pub struct EmbedScript {
+pub(crate) struct EmbedScript {
     /// The bytes served; a cheap clone per response.
     bytes: Bytes,
     /// `"<base64url of the first 16 bytes of SHA-256>"`: the bytes are
@@ -41,7 +42,7 @@ impl Default for EmbedScript {
 
 impl EmbedScript {
     /// The compiled-in script and its ETag.
-    pub fn new() -> EmbedScript {
+    pub(crate) fn new() -> EmbedScript {
         let digest = Sha256::digest(SCRIPT.as_bytes());
         let tag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]));
         EmbedScript {
@@ -56,32 +57,25 @@ impl EmbedScript {
     /// `X-Content-Type-Options: nosniff`; 304 when `If-None-Match` matches
     /// (any tag of a list, or `*`); HEAD without a body; any other method
     /// 405 with `Allow: GET, HEAD`.
-    pub fn respond(&self, method: &Method, request_headers: &HeaderMap) -> Response<Body> {
+    pub(crate) fn respond(&self, method: &Method, request_headers: &HeaderMap) -> OwnResponse {
         if method != Method::GET && method != Method::HEAD {
-            let mut response = Response::new(body::full("method not allowed\n"));
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            let mut response = respond::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             let headers = response.headers_mut();
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
             return response;
         }
 
         let not_modified = none_match(request_headers, &self.etag);
         let mut response = if not_modified {
-            let mut response = Response::new(body::empty());
-            *response.status_mut() = StatusCode::NOT_MODIFIED;
-            response
+            respond::empty(StatusCode::NOT_MODIFIED)
         } else if method == Method::HEAD {
-            let mut response = Response::new(body::empty());
+            let mut response = respond::empty(StatusCode::OK);
             response
                 .headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(self.bytes.len()));
             response
         } else {
-            Response::new(body::full(self.bytes.clone()))
+            Response::new(Full::new(self.bytes.clone()))
         };
 
         let headers = response.headers_mut();
@@ -128,7 +122,7 @@ fn none_match(request_headers: &HeaderMap, etag: &HeaderValue) -> bool {
 
 /// Whether the request is a frame navigation (`Sec-Fetch-Dest: iframe` or
 /// `frame`).
-pub fn is_frame_request(headers: &HeaderMap) -> bool {
+pub(crate) fn is_frame_request(headers: &HeaderMap) -> bool {
     headers.get_all("sec-fetch-dest").iter().any(|v| {
         v.as_bytes().eq_ignore_ascii_case(b"iframe") || v.as_bytes().eq_ignore_ascii_case(b"frame")
     })
@@ -166,7 +160,7 @@ fn auth_page_csp() -> &'static HeaderValue {
 /// `frame-ancestors` policy of the gate must be *appended* as a second
 /// header (both are enforced), not replace this one. A 401 keeps its
 /// `WWW-Authenticate: Bearer` challenge.
-pub fn auth_required_page(status: StatusCode, reason: &str) -> Response<Body> {
+pub(crate) fn auth_required_page(status: StatusCode, reason: &str) -> OwnResponse {
     let mut html = String::with_capacity(512 + reason.len());
     html.push_str("<!doctype html>\n<html lang=\"en\" data-status=\"");
     html.push_str(status.as_str());
@@ -178,7 +172,7 @@ pub fn auth_required_page(status: StatusCode, reason: &str) -> Response<Body> {
     html.push_str(AUTH_SCRIPT);
     html.push_str("</script>\n</html>\n");
 
-    let mut response = Response::new(body::full(Bytes::from(html)));
+    let mut response = Response::new(Full::new(Bytes::from(html)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -227,7 +221,7 @@ mod tests {
         map
     }
 
-    async fn body_text(response: Response<Body>) -> String {
+    async fn body_text(response: OwnResponse) -> String {
         let bytes = response
             .into_body()
             .collect()
@@ -237,7 +231,7 @@ mod tests {
         String::from_utf8(bytes.to_vec()).expect("utf-8")
     }
 
-    fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
+    fn header<'a>(response: &'a OwnResponse, name: &str) -> &'a str {
         response
             .headers()
             .get(name)

@@ -8,12 +8,12 @@
 //! `Connection: x-forwarded-email` trick can remove or keep anything the
 //! gate sets.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::http::respond::Reason;
+use crate::access::credential;
+use crate::access::reason::Reason;
 use crate::token::format::{Opened, TokenError};
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the legacy ones proxies
@@ -47,9 +47,6 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 ///   others route on them, which would let a public path serve a
 ///   restricted one, or a GET act as a DELETE; WebDAV's `Destination`
 ///   names a second path the rules never judged.
-///
-/// Also the token's own header in the spelling the gate does not read
-/// (`X_Auth_Token`): the token never reaches the upstream.
 fn is_gate_owned(name: &str) -> bool {
     // The common header has no `_`: no copy then.
     let mut folded = [0u8; 64];
@@ -76,13 +73,11 @@ fn is_gate_owned(name: &str) -> bool {
         || name.starts_with("x-goog-iap-")
         || matches!(
             name,
-            // The token's header.
-            "x-auth-token"
-                // Identity, as this gate and other gating proxies set it
-                // (oauth2-proxy, Authelia, Pomerium, Cloudflare Access,
-                // IAP and Grafana's auth proxy; prefixes above): an
-                // upstream that moved from one of them may still read it.
-                | "remote-user" | "remote-email" | "remote-groups" | "remote-name"
+            // Identity, as this gate and other gating proxies set it
+            // (oauth2-proxy, Authelia, Pomerium, Cloudflare Access,
+            // IAP and Grafana's auth proxy; prefixes above): an
+            // upstream that moved from one of them may still read it.
+            |"remote-user"| "remote-email" | "remote-groups" | "remote-name"
                 | "x-remote-user" | "x-webauth-user"
                 // Client address and forwarding.
                 | "forwarded" | "forwarded-for" | "x-forwarded" | "x-forward-for"
@@ -106,13 +101,13 @@ fn is_gate_owned(name: &str) -> bool {
 }
 
 /// The verified user's email, set by the gate.
-pub const FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+pub(crate) const FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// The verified user's id (or email when the token has no user id).
-pub const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+pub(crate) const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
 
 /// What the gate knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// `"http"` or `"https"`: what the client spoke to the gate.
@@ -129,7 +124,7 @@ pub struct ClientInfo {
 /// credentials go whatever their spelling: every `Authorization: Bearer`,
 /// `X-Auth-Token` in either spelling, the session cookie in any case and
 /// behind any separator, and token parameters in a `Referer`.
-pub fn prepare_upstream_headers(
+pub(crate) fn prepare_upstream_headers(
     headers: &mut HeaderMap,
     client: ClientInfo,
     host: Option<HeaderValue>,
@@ -148,15 +143,14 @@ pub fn prepare_upstream_headers(
                 || **name == header::CONTENT_LENGTH
                 || **name == header::HOST
                 || is_gate_owned(name.as_str())
+                || credential::is_token_header(name.as_str())
         })
         .cloned()
         .collect();
     for name in doomed {
         headers.remove(name);
     }
-    strip_bearer(headers);
-    crate::http::session::scrub_cookies(headers);
-    scrub_referer(headers);
+    credential::strip(headers);
 
     let peer = client.peer.ip().to_string();
     let relayed = relayed.unwrap_or_default();
@@ -197,7 +191,11 @@ pub fn prepare_upstream_headers(
 /// the trusted chain's own). Where the chain cannot be read, the peer: a
 /// rate limit then falls on the proxy rather than on whatever a client
 /// wrote. For per-client limits behind a load balancer.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+pub(crate) fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
     if !trusted(peer) {
         return peer;
     }
@@ -279,108 +277,6 @@ fn strip_connection_named(headers: &mut HeaderMap) {
     }
 }
 
-/// Remove every `Authorization` value of the Bearer scheme (whatever
-/// follows it: a space, a tab, nothing), keeping any other credentials the
-/// client sends (e.g. Basic for the upstream's own login). Bearer values
-/// are the gate's tokens, or tokens it could not read: neither is the
-/// upstream's business.
-fn strip_bearer(headers: &mut HeaderMap) {
-    if !headers.contains_key(header::AUTHORIZATION) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .filter(|v| !is_bearer_scheme(v.as_bytes()))
-        .cloned()
-        .collect();
-    headers.remove(header::AUTHORIZATION);
-    for value in kept {
-        headers.append(header::AUTHORIZATION, value);
-    }
-}
-
-/// Whether an `Authorization` value is of the Bearer scheme.
-fn is_bearer_scheme(value: &[u8]) -> bool {
-    let value = value.trim_ascii_start();
-    let scheme = value
-        .split(|b| b.is_ascii_whitespace())
-        .next()
-        .unwrap_or_default();
-    scheme.eq_ignore_ascii_case(b"bearer")
-}
-
-/// Whether a query parameter's name (as sent, before decoding) names a
-/// token in any spelling: `auth-token` or `auth_token` in any case, with
-/// any of its characters percent-encoded. The gate reads a token only
-/// from the two exact spellings ([`crate::access::decision::TOKEN_QUERY_PARAMS`]);
-/// the upstream sees none of them.
-fn is_token_param(raw_name: &str) -> bool {
-    let decoded = form_urlencoded::parse(raw_name.as_bytes())
-        .next()
-        .map(|(name, _)| name)
-        .unwrap_or_default();
-    decoded.len() == "auth-token".len()
-        && decoded
-            .bytes()
-            .zip("auth-token".bytes())
-            .all(|(d, t)| d.to_ascii_lowercase() == t || (t == b'-' && d == b'_'))
-}
-
-/// The query without token parameters ([`is_token_param`]), other
-/// parameters kept in order and as the client encoded them; `None` when
-/// nothing is left. Borrowed when there was nothing to remove.
-pub fn query_without_token(query: &str) -> Option<Cow<'_, str>> {
-    let is_kept =
-        |pair: &&str| !pair.is_empty() && !is_token_param(pair.split('=').next().unwrap_or(""));
-    if query
-        .split('&')
-        .all(|pair| pair.is_empty() || is_kept(&pair))
-    {
-        return (!query.is_empty()).then_some(Cow::Borrowed(query));
-    }
-    let kept: Vec<&str> = query.split('&').filter(is_kept).collect();
-    (!kept.is_empty()).then(|| Cow::Owned(kept.join("&")))
-}
-
-/// Token parameters out of a `Referer` (the page that linked here may have
-/// carried one in its URL), and its fragment too, which browsers never
-/// send but a client might. A `Referer` that cannot be rewritten goes.
-fn scrub_referer(headers: &mut HeaderMap) {
-    let Some(referer) = headers.get(header::REFERER) else {
-        return;
-    };
-    let Ok(text) = referer.to_str() else {
-        headers.remove(header::REFERER);
-        return;
-    };
-    let (without_fragment, fragment) = match text.split_once('#') {
-        Some((before, _)) => (before, true),
-        None => (text, false),
-    };
-    let (base, query) = match without_fragment.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (without_fragment, None),
-    };
-    let scrubbed = query.map(query_without_token);
-    let changed = fragment || matches!(&scrubbed, Some(q) if !matches!(q, Some(Cow::Borrowed(_))));
-    if !changed {
-        return;
-    }
-    let rebuilt = match scrubbed.flatten() {
-        Some(query) => format!("{base}?{query}"),
-        None => base.to_string(),
-    };
-    match HeaderValue::from_str(&rebuilt) {
-        Ok(value) => {
-            headers.insert(header::REFERER, value);
-        }
-        Err(_) => {
-            headers.remove(header::REFERER);
-        }
-    }
-}
-
 /// Headers by which a response tells a CDN or a cache in front of the gate
 /// how long to keep it, overriding `Cache-Control` for whoever reads them
 /// (RFC 9213 `CDN-Cache-Control` and its vendor forms,
@@ -406,7 +302,7 @@ fn is_targeted_cache_field(name: &str) -> bool {
 /// - `Vary` gains `Cookie` and `Authorization`, the credentials a browser
 ///   sends, so that a stored copy is never revalidated on behalf of
 ///   another session.
-pub fn make_private(headers: &mut HeaderMap) {
+pub(crate) fn make_private(headers: &mut HeaderMap) {
     let no_store = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -444,9 +340,9 @@ pub fn make_private(headers: &mut HeaderMap) {
 /// out (hyper does not remove them from a response it relays), no cookie
 /// that would set, replace or clear the gate's session, and for a verified
 /// page the cache rules of [`make_private`].
-pub fn filter_response(headers: &mut HeaderMap, verified: bool) {
+pub(crate) fn filter_response(headers: &mut HeaderMap, verified: bool) {
     strip_hop_by_hop(headers);
-    crate::http::session::strip_session_set_cookies(headers);
+    credential::strip_session_set_cookies(headers);
     if verified {
         make_private(headers);
     }
@@ -783,26 +679,5 @@ mod tests {
             scrubbed("https://app.example.com/p?x=1").as_deref(),
             Some("https://app.example.com/p?x=1")
         );
-    }
-
-    #[test]
-    fn query_token_removed_in_any_spelling_others_kept_in_order() {
-        let without = |q| query_without_token(q).map(Cow::into_owned);
-        assert_eq!(
-            without("a=1&auth-token=x&b=2&auth_token=x"),
-            Some("a=1&b=2".into())
-        );
-        assert_eq!(without("auth%2Dtoken=x&c=%20"), Some("c=%20".into()));
-        assert_eq!(without("Auth-Token=x&AUTH_TOKEN=y&c"), Some("c".into()));
-        assert_eq!(without("auth-token=x"), None);
-        // Untouched without a token; rebuilt without empty pairs with one.
-        assert_eq!(without("a&&b"), Some("a&&b".into()));
-        assert_eq!(without("a&&auth-token=x&b"), Some("a&b".into()));
-        assert_eq!(without("auth-tokens=x"), Some("auth-tokens=x".into()));
-        assert!(matches!(
-            query_without_token("a=1&b"),
-            Some(Cow::Borrowed("a=1&b"))
-        ));
-        assert_eq!(without(""), None);
     }
 }

@@ -30,7 +30,7 @@ struct Bucket {
 
 /// Per-address token buckets for failed API attempts.
 #[derive(Debug)]
-pub struct FailureLimiter {
+pub(crate) struct FailureLimiter {
     /// Buckets of recently failing addresses; full buckets are not stored.
     buckets: Mutex<LruCache<IpAddr, Bucket>>,
     /// Attempts an address may fail in a burst.
@@ -41,7 +41,7 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     /// A limiter allowing `burst` failures, forgiving one every `refill`.
-    pub fn new(burst: u32, refill: Duration) -> FailureLimiter {
+    pub(crate) fn new(burst: u32, refill: Duration) -> FailureLimiter {
         let capacity = NonZeroUsize::new(MAX_TRACKED).unwrap_or(NonZeroUsize::MIN);
         FailureLimiter {
             buckets: Mutex::new(LruCache::new(capacity)),
@@ -51,7 +51,7 @@ impl FailureLimiter {
     }
 
     /// `Err(retry_after)` when `ip` has no failed attempt left right now.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let key = bucket_key(ip);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(bucket) = buckets.get_mut(&key) else {
@@ -67,7 +67,7 @@ impl FailureLimiter {
     }
 
     /// Take one attempt from `ip`'s bucket.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+    pub(crate) fn record_failure(&self, ip: IpAddr, now: Instant) {
         let key = bucket_key(ip);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let burst = self.burst;
@@ -79,8 +79,9 @@ impl FailureLimiter {
         bucket.tokens = (bucket.tokens - 1.0).max(0.0);
     }
 
+    #[cfg(test)]
     /// Addresses currently tracked.
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.buckets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

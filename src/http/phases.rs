@@ -1,457 +1,644 @@
-//! The life of one request, top to bottom, each phase one call:
-//! normalize path → host and query checks → the gate's own endpoints →
-//! find credential → exchange a URL token for a session → decide (rule,
-//! cache, user) → forward or reject → log.
+//! The life of one request, as a list of phases, each one function whose
+//! doc says what it decides.
+//!
+//! [`Gate::admit`] runs the access phases, the same for the proxy and for
+//! an application gated in-process by [`crate::GateLayer`]:
+//!
+//! 1. [`classify`]: the method and the body (`CONNECT`, `TRACE`: 405; a
+//!    body on GET or HEAD: 400), one reading of the path (400), the host
+//!    (421, 400) and the query's length (414).
+//! 2. [`own_endpoint`]: the token API, the embed script and logout,
+//!    answered by the gate itself.
+//! 3. [`find_credential`]: a token, else the session cookie (400 when
+//!    several disagree).
+//! 4. [`exchange_session`]: a token in a navigation's URL becomes a
+//!    session cookie (303).
+//! 5. [`decide`]: the rule, the credential through the decrypt cache, the
+//!    user (401, 403).
+//! 6. [`upstream_request`]: the request as the upstream (or the
+//!    application) sees it: the normalized path, no credential, no spoofed
+//!    header, the gate's identity headers.
+//!
+//! The proxy ([`proxy`]) goes on with:
+//!
+//! 7. forward ([`crate::upstream::proxy::Upstream::forward`]): to the
+//!    portal host (408, 502, 504);
+//! 8. [`response_filter`]: what the client may see of the upstream's
+//!    answer, and the framing policy on every answer;
+//! 9. [`AccessLog::finish`]: once the response body has ended (or was
+//!    dropped), one access-log event and the metrics, with the final
+//!    outcome, the bytes sent and the whole duration.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response};
-use http_body::Body as _;
+use http_body::Body as HttpBody;
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
 
-use crate::access::decision::{self, Credential, Decision};
-use crate::access::rules::Access;
-use crate::config::Config;
+use crate::access::credential::{self, Credential, TokenPlaces};
+use crate::access::decision::{self, Decision};
+use crate::access::reason::Reason;
+use crate::access::rules::{Access, PageRule};
+use crate::config::{Config, Endpoint};
 use crate::http::headers::{self, ClientInfo};
-use crate::http::respond::{Audience, Reason};
+use crate::http::respond::{Audience, OwnResponse};
+use crate::http::{api, host, session};
 use crate::ops::state::{Active, Gate};
-use crate::token::format::Opened;
-use crate::upstream::body::Body;
-use crate::upstream::proxy::Outgoing;
+use crate::token::Opened;
+use crate::upstream::body::{self, Body, BoxError};
 
-/// What the server knows about the connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct Connection {
+/// What the gate knows about the connection a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    peer: SocketAddr,
+    tls: bool,
+}
+
+impl ConnInfo {
+    /// A connection from `peer`, over TLS or not. An application gated by
+    /// [`crate::GateLayer`] puts one in the request's extensions (else the
+    /// layer uses an unspecified address: see the layer's docs).
+    pub fn new(peer: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo { peer, tls }
+    }
+
     /// The TCP peer.
-    pub peer: SocketAddr,
-    /// `"https"` behind the gate's TLS, `"http"` otherwise.
-    pub proto: &'static str,
-    /// Requests of this connection with the upstream at once
-    /// (`limits.max_inflight_per_connection`): one HTTP/2 connection must
-    /// not take the upstream exchanges every client shares.
-    pub inflight: Arc<Semaphore>,
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether the client spoke TLS to the gate.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `"https"` or `"http"`, for `X-Forwarded-Proto`.
+    fn proto(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// The verified user of a forwarded request, as the gate opened the token
+/// or session. It is in the extensions of every request [`Gate::admit`]
+/// forwards for a verified user, and cannot be built outside the gate: an
+/// application that finds one knows the gate put it there.
+#[derive(Debug, Clone)]
+pub struct Identity(Arc<Opened>);
+
+impl Identity {
+    /// The user's email, ASCII lower-cased.
+    pub fn email(&self) -> &str {
+        &self.0.claims.email
+    }
+
+    /// The user's id in the customer's app, when the token carried one.
+    pub fn user_id(&self) -> Option<&str> {
+        self.0.claims.user_id.as_deref()
+    }
+
+    /// The display name from the user's profile, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.0.claims.name.as_deref()
+    }
+
+    /// The avatar URL from the user's profile, if any.
+    pub fn avatar_url(&self) -> Option<&str> {
+        self.0.claims.avatar_url.as_deref()
+    }
+
+    /// The portal account the user belongs to.
+    pub fn account_id(&self) -> &str {
+        &self.0.claims.account_id
+    }
+
+    /// The id of the secret that sealed the credential.
+    pub fn secret_id(&self) -> &str {
+        &self.0.key_id
+    }
+
+    /// When the credential expires, in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        self.0.claims.expires_at
+    }
+}
+
+/// What the gate does with a request: forward it, rewritten, or answer it
+/// itself.
+#[derive(Debug)]
+pub enum Admission<B> {
+    /// Forward this request: its path normalized, its query without
+    /// token parameters, every credential and spoofed header gone, the
+    /// gate's identity headers set and, for a verified user, the
+    /// [`Identity`] in its extensions.
+    Forward(Request<B>),
+    /// Answer with this response: a refusal, the token API, the embed
+    /// script, logout or the session exchange. Nothing goes further.
+    Respond(OwnResponse),
+}
+
+impl Gate {
+    /// Run the access phases on `request` (module docs): what the proxy
+    /// runs before it forwards, and what [`crate::GateLayer`] runs before
+    /// the application's handler.
+    pub async fn admit<B>(&self, request: Request<B>, conn: &ConnInfo) -> Admission<B>
+    where
+        B: HttpBody<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let active = self.active();
+        let mut trace = Trace::default();
+        admit(self, &active, request, conn, &mut trace).await
+    }
 }
 
 /// What the access log and the metrics say about one request, filled in
 /// as it goes through the phases.
-/// It borrows from the config in force and shares the opened credential,
-/// so filling it in copies nothing.
 #[derive(Debug, Default)]
-struct Trace<'c> {
+pub(crate) struct Trace {
     /// The normalized path (`-` when it could not be normalized).
     path: String,
-    /// What the gate did: `public`, `verified`, `reject`, `exchange`, ...
+    /// What the gate did: `public`, `verified`, `reject`, `exchange`...
     decision: &'static str,
-    /// The pattern of the rule that governed the path.
-    rule: Option<&'c str>,
-    /// The verified user (admitted or not): secret id and email.
+    /// The governing rule's index in the config's `pages`.
+    rule: Option<usize>,
+    /// The verified user (admitted or not).
     user: Option<Arc<Opened>>,
     /// The upstream's status, when the request was forwarded.
     upstream_status: Option<u16>,
 }
 
-/// One request, top to bottom. Never fails: every refusal is a response.
-pub async fn handle(gate: &Gate, request: Request<Incoming>, conn: Connection) -> Response<Body> {
+/// What every access phase reads: the gate, the config in force, the
+/// connection, and the time (taken once, from the gate's clock).
+#[derive(Debug, Clone, Copy)]
+struct Phase<'a> {
+    gate: &'a Gate,
+    config: &'a Config,
+    conn: &'a ConnInfo,
+    now: u64,
+}
+
+/// A request once [`classify`] has read it.
+#[derive(Debug)]
+struct Target {
+    /// The one reading of the path: what the rules judge and the upstream
+    /// receives.
+    path: String,
+    /// The host the client asked for.
+    host: Option<HeaderValue>,
+    /// Who reads a refusal.
+    audience: Audience,
+    /// The peer is one of the `trusted_proxies`.
+    trusted: bool,
+}
+
+/// The access phases, top to bottom; every refusal is a response.
+pub(crate) async fn admit<B>(
+    gate: &Gate,
+    active: &Active,
+    request: Request<B>,
+    conn: &ConnInfo,
+    trace: &mut Trace,
+) -> Admission<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let phase = Phase {
+        gate,
+        config: &active.config,
+        conn,
+        now: gate.clock().unix_now(),
+    };
+    let audience = Audience::of(request.method(), request.headers());
+    let refuse = |trace: &mut Trace, reason: Reason| {
+        trace.decision = "reject";
+        Admission::Respond(reason.into_response(audience))
+    };
+    let target = match classify(&phase, &request, trace) {
+        Ok(target) => target,
+        Err(reason) => return refuse(trace, reason),
+    };
+    if let Some(endpoint) = phase.config.endpoint_at(&target.path) {
+        return Admission::Respond(own_endpoint(&phase, endpoint, request, trace).await);
+    }
+    let (credential, places) = match find_credential(&request) {
+        Ok(found) => found,
+        Err(reason) => return refuse(trace, reason),
+    };
+    let rule = decision::access_for(phase.config, &target.path);
+    trace.rule = rule.0.map(PageRule::index);
+    let token_in_url = places.query.then_some(credential.as_ref()).flatten();
+    match exchange_session(&phase, &target, &request, token_in_url, rule.1, trace) {
+        Ok(Some(answer)) => return Admission::Respond(answer),
+        Ok(None) => {}
+        Err(reason) => return refuse(trace, reason),
+    }
+    let identity = match decide(&phase, rule, credential.as_ref(), trace) {
+        Ok(identity) => identity,
+        Err(reason) => return refuse(trace, reason),
+    };
+    drop(credential);
+    match upstream_request(request, &target, conn, identity) {
+        Ok(request) => Admission::Forward(request),
+        Err(reason) => refuse(trace, reason),
+    }
+}
+
+/// Phase 1. Refuse what the gate never forwards before anything else is
+/// read: `CONNECT` in any form (there is no tunnel behind the gate) and
+/// `TRACE` (it would echo the gate's identity headers back to the page),
+/// 405; a body on a GET or HEAD, over HTTP/1.1 and HTTP/2 alike (an
+/// upstream that never reads it would read it as its next request), 400.
+/// Then read the path once ([`crate::access::path::normalize`], 400 on
+/// doubt), the host (a host the gate does not serve: 421; a `Host` or a
+/// relayed `X-Forwarded-Host` that is not one plain host: 400) and the
+/// query's length (414).
+fn classify<B: HttpBody>(
+    phase: &Phase<'_>,
+    request: &Request<B>,
+    trace: &mut Trace,
+) -> Result<Target, Reason> {
+    let config = phase.config;
+    let method = request.method();
+    if *method == Method::CONNECT || *method == Method::TRACE {
+        trace.path = "-".into();
+        return Err(Reason::MethodNotAllowed);
+    }
+    let body = request.body();
+    let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
+    if has_body && !may_carry_body(method) {
+        trace.path = "-".into();
+        return Err(Reason::BadRequest(
+            "a GET or HEAD request cannot carry a body",
+        ));
+    }
+    let path = match crate::access::path::normalize(request.uri().path()) {
+        Ok(path) => path.into_owned(),
+        Err(error) => {
+            trace.path = "-".into();
+            return Err(Reason::BadPath(error));
+        }
+    };
+    trace.path.clone_from(&path);
+    let trusted = config.trusts_proxy(phase.conn.peer.ip());
+    let host = host::check(config, request, trusted)?;
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.len() > config.limits.max_query_len)
+    {
+        return Err(Reason::QueryTooLong);
+    }
+    Ok(Target {
+        path,
+        host,
+        audience: Audience::of(method, request.headers()),
+        trusted,
+    })
+}
+
+/// Whether a request's method gives a body a meaning the gate forwards.
+/// GET and HEAD do not (RFC 9110 section 9.3). OPTIONS and DELETE may
+/// carry one, and go with it (see [`crate::upstream::pool`] for how a
+/// body never shares an upstream connection with a later request).
+pub(crate) fn may_carry_body(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+}
+
+/// Phase 2. The gate's own endpoints ([`Config::endpoints`]): the token
+/// API (its body read within `limits.body_timeout`), the embed script
+/// (GET and HEAD, with `ETag`), and logout (the cookie and the browser's
+/// cache cleared, then a local redirect).
+async fn own_endpoint<B>(
+    phase: &Phase<'_>,
+    endpoint: Endpoint,
+    request: Request<B>,
+    trace: &mut Trace,
+) -> OwnResponse
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let Phase {
+        gate, config, conn, ..
+    } = *phase;
+    match endpoint {
+        Endpoint::TokenApi => {
+            trace.decision = "token-api";
+            let trusted = |ip| config.trusts_proxy(ip);
+            let caller = api::Caller {
+                limiter: gate.limiter(),
+                metrics: gate.metrics(),
+                ip: headers::client_ip(conn.peer.ip(), request.headers(), trusted),
+            };
+            api::handle(config, caller, request, phase.now).await
+        }
+        Endpoint::EmbedScript => {
+            trace.decision = "embed-script";
+            gate.script().respond(request.method(), request.headers())
+        }
+        Endpoint::Logout => {
+            trace.decision = "logout";
+            session::logout_response(request.uri().query())
+        }
+    }
+}
+
+/// Phase 3. The credential the request carries: a token (query parameter,
+/// `Authorization: Bearer`, `X-Auth-Token`), else the session cookie, and
+/// where it was found. Different tokens, or different session cookies, in
+/// one request: 400, rather than a guess.
+fn find_credential<B>(
+    request: &Request<B>,
+) -> Result<(Option<Credential<'_>>, TokenPlaces), Reason> {
+    credential::find_credential(request.uri().query(), request.headers())
+}
+
+/// Phase 4. A valid token in the URL (`token_in_url`) of a browser
+/// navigation is traded for a session cookie, with a 303 to the same URL
+/// without the token (`Ok(Some(answer))`); the token then leaves the
+/// address bar, the history and `Referer`. A bad token there is refused on
+/// a restricted page and ignored on a public one (`Ok(None)`: go on).
+fn exchange_session<B>(
+    phase: &Phase<'_>,
+    target: &Target,
+    request: &Request<B>,
+    token_in_url: Option<&Credential<'_>>,
+    access: Access,
+    trace: &mut Trace,
+) -> Result<Option<OwnResponse>, Reason> {
+    let Some(token @ Credential::Token(_)) = token_in_url else {
+        return Ok(None);
+    };
+    if target.audience == Audience::Api {
+        return Ok(None);
+    }
+    let Phase { config, now, .. } = *phase;
+    let opened = match decision::verify(config, phase.gate.cache(), token, now) {
+        Ok(opened) => opened,
+        Err(_) if access == Access::Public => return Ok(None),
+        Err(reason) => return Err(reason),
+    };
+    trace.decision = "exchange";
+    trace.user = Some(Arc::clone(&opened));
+    let ttl = config.verification.session_ttl.as_secs();
+    let claims = session::session_claims(&opened, now, ttl);
+    let sealed = crate::token::mint_session(config.secrets.primary(), &claims);
+    let query = request.uri().query();
+    let location = match query.and_then(credential::query_without_token) {
+        Some(rest) => format!("{}?{rest}", target.path),
+        None => target.path.clone(),
+    };
+    Ok(Some(session::exchange_response(&location, &sealed, ttl)))
+}
+
+/// Phase 5. The decision ([`decision::decide`]): a public page passes
+/// without an identity; otherwise the credential must open (through the
+/// decrypt cache) and validate (401), and the rule must admit its user
+/// (403). `Ok` carries the verified user when the page needed one.
+fn decide(
+    phase: &Phase<'_>,
+    rule: (Option<&PageRule>, Access),
+    credential: Option<&Credential<'_>>,
+    trace: &mut Trace,
+) -> Result<Option<Arc<Opened>>, Reason> {
+    let cache = phase.gate.cache();
+    match decision::decide(phase.config, cache, rule, credential, phase.now) {
+        Decision::Reject(reason) => Err(reason),
+        Decision::NotAdmitted(opened) => {
+            trace.user = Some(opened);
+            Err(Reason::NotAdmitted)
+        }
+        Decision::Forward(identity) => {
+            trace.decision = if identity.is_some() {
+                "verified"
+            } else {
+                "public"
+            };
+            trace.user.clone_from(&identity);
+            Ok(identity)
+        }
+    }
+}
+
+/// Phase 6. The request as the upstream sees it: the normalized path and
+/// the query without token parameters as its target (origin form), every
+/// hop-by-hop, credential, spoofed identity and override header gone, and
+/// only then the gate's own (`X-Forwarded-*`, and for a verified user
+/// `X-Forwarded-Email` and `-User`, with the [`Identity`] in the
+/// extensions). See [`headers::prepare_upstream_headers`].
+fn upstream_request<B>(
+    request: Request<B>,
+    target: &Target,
+    conn: &ConnInfo,
+    identity: Option<Arc<Opened>>,
+) -> Result<Request<B>, Reason> {
+    let (mut parts, body) = request.into_parts();
+    let query = parts.uri.query().and_then(credential::query_without_token);
+    let mut path_and_query =
+        String::with_capacity(target.path.len() + query.as_ref().map_or(0, |q| q.len() + 1));
+    path_and_query.push_str(&target.path);
+    if let Some(query) = &query {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    drop(query);
+    // The target's bytes move into the URI without another copy.
+    let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+        .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?;
+    parts.uri = http::Uri::from(path_and_query);
+    let client = ClientInfo {
+        peer: conn.peer,
+        proto: conn.proto(),
+        trusted: target.trusted,
+    };
+    let host = target.host.clone();
+    headers::prepare_upstream_headers(&mut parts.headers, client, host, identity.as_deref())?;
+    if let Some(opened) = identity {
+        parts.extensions.insert(Identity(opened));
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The proxy's connection: what a request needs of it beyond [`ConnInfo`].
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyConn {
+    /// The peer and whether it spoke TLS.
+    pub(crate) info: ConnInfo,
+    /// Requests of this connection with the upstream at once
+    /// (`limits.max_inflight_per_connection`): one HTTP/2 connection must
+    /// not take the upstream slots every client shares.
+    pub(crate) inflight: Arc<tokio::sync::Semaphore>,
+    /// The worker thread the connection runs on: its upstream pool.
+    pub(crate) worker: usize,
+}
+
+/// One request through the proxy: the access phases, then forward, the
+/// response filter, and the access log, which [`AccessLog::finish`] writes
+/// when the response body ends. Never fails: every refusal is a response.
+pub(crate) async fn proxy(
+    gate: &Gate,
+    request: Request<Incoming>,
+    conn: &ProxyConn,
+) -> (Response<Body>, AccessLog) {
     let started = Instant::now();
     let method = request.method().clone();
     // The config in force when the request arrived; a reload meanwhile
     // does not change it under the request.
     let active = gate.active();
     let mut trace = Trace::default();
-    let mut response = decide_and_answer(gate, &active, request, &conn, &mut trace).await;
-    if let Some(policy) = &active.config.embed.frame_ancestors {
-        // Every answer, the gate's own pages included: who may frame them.
-        response
-            .headers_mut()
-            .append(header::CONTENT_SECURITY_POLICY, policy.clone());
-    }
-    let elapsed = started.elapsed();
+    let mut response = match admit(gate, &active, request, &conn.info, &mut trace).await {
+        Admission::Respond(answer) => answer.map(body::boxed),
+        Admission::Forward(request) => forward(gate, &active, request, conn, &mut trace).await,
+    };
+    response_filter(&active.config, &mut response, &trace);
     let status = response.status().as_u16();
-    gate.metrics().request(trace.decision, status, elapsed);
-    if let Some(user) = &trace.user {
-        gate.metrics().verified(&user.key_id);
-    }
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        // Logging off (say RUST_LOG=warn): skip the pseudonym's hash.
-        return response;
-    }
-    // Never a token, a secret or a cookie; the user only as a keyed
-    // pseudonym unless the operator asked for emails.
-    let user = trace
-        .user
-        .as_ref()
-        .map(|user| &*user.claims.email)
-        .map(|email| {
-            if active.config.log_user_email {
-                email.to_string()
-            } else {
-                active.config.secrets.pseudonym(email)
-            }
-        });
-    tracing::info!(
-        target: "access",
-        %method,
-        path = %trace.path,
+    let log = AccessLog {
+        active,
+        method,
+        trace,
         status,
-        decision = trace.decision,
-        rule = trace.rule,
-        secret_id = trace.user.as_ref().map(|user| &*user.key_id),
-        user = user.as_deref(),
-        upstream_status = trace.upstream_status,
-        latency_us = elapsed.as_micros() as u64,
-    );
-    response
+        started,
+    };
+    (response, log)
 }
 
-async fn decide_and_answer<'c>(
+/// Phase 7, for the proxy: send the admitted request upstream.
+async fn forward(
     gate: &Gate,
-    active: &'c Active,
+    active: &Active,
     request: Request<Incoming>,
-    conn: &Connection,
-    trace: &mut Trace<'c>,
+    conn: &ProxyConn,
+    trace: &mut Trace,
 ) -> Response<Body> {
+    let body_timeout = active.config.limits.body_timeout;
     let audience = Audience::of(request.method(), request.headers());
-    if let Err(reason) = check_method_and_body(&request) {
-        trace.path = "-".into();
-        trace.decision = "reject";
-        return reason.into_response(audience);
-    }
-
-    // Normalize: one reading of the path, for the rules and the upstream.
-    let path = match crate::access::path::normalize(request.uri().path()) {
-        Ok(path) => path.into_owned(),
-        Err(error) => {
-            trace.path = "-".into();
-            trace.decision = "reject";
-            return Reason::BadPath(error).into_response(audience);
-        }
-    };
-    let response = answer(gate, active, request, conn, &path, audience, trace).await;
-    // The trace takes the path once the request no longer needs it.
-    trace.path = path;
-    response
-}
-
-/// Every phase after normalization, for the normalized `path`.
-async fn answer<'c>(
-    gate: &Gate,
-    active: &'c Active,
-    request: Request<Incoming>,
-    conn: &Connection,
-    path: &str,
-    audience: Audience,
-    trace: &mut Trace<'c>,
-) -> Response<Body> {
-    let config = &*active.config;
-    let now = decision::unix_now();
-    let refuse = |trace: &mut Trace<'_>, reason: Reason| {
-        trace.decision = "reject";
-        reason.into_response(audience)
-    };
-
-    // One reading of the host, for public_hosts and X-Forwarded-Host; a
-    // host this gate does not serve, or an oversized query: refuse early.
-    let host = match requested_host(&request) {
-        Ok(host) => host,
-        Err(reason) => return refuse(trace, reason),
-    };
-    if !serves_host(config, host.as_ref()) {
-        return refuse(trace, Reason::MisdirectedHost);
-    }
-    let trusted = config.trusts_proxy(conn.peer.ip());
-    if trusted {
-        // The host a trusted proxy relays is the one the client asked
-        // for, and the one the upstream is told: held to the same list.
-        match relayed_host(&request) {
-            Ok(Some(relayed)) if !serves_host(config, Some(&relayed)) => {
-                return refuse(trace, Reason::MisdirectedHost)
-            }
-            Ok(_) => {}
-            Err(reason) => return refuse(trace, reason),
-        }
-    }
-    if request
-        .uri()
-        .query()
-        .is_some_and(|q| q.len() > config.limits.max_query_len)
-    {
-        return refuse(trace, Reason::QueryTooLong);
-    }
-
-    // The gate's own endpoints.
-    if crate::http::api::TOKEN_PATHS.contains(&path) {
-        trace.decision = "token-api";
-        let caller = crate::http::api::Caller {
-            limiter: gate.limiter(),
-            metrics: gate.metrics(),
-            ip: headers::client_ip(conn.peer.ip(), request.headers(), |ip| {
-                config.trusts_proxy(ip)
-            }),
-        };
-        return crate::http::api::handle(config, caller, request, now).await;
-    }
-    if path == config.embed.script_path {
-        trace.decision = "embed-script";
-        return gate.script().respond(request.method(), request.headers());
-    }
-    if path == config.embed.logout_path {
-        trace.decision = "logout";
-        return crate::http::session::logout_response(request.uri().query());
-    }
-
-    // Find the credential: a token, or else the session cookie.
-    let (credential, places) =
-        match decision::find_credential(request.uri().query(), request.headers()) {
-            Ok(found) => found,
-            Err(reason) => return refuse(trace, reason),
-        };
-    let (rule, access) = decision::access_for(config, path);
-    trace.rule = rule.map(|r| r.pattern());
-
-    // Exchange: a token in a navigation's URL becomes a session cookie.
-    if let (Some(credential @ Credential::Token(_)), true) =
-        (&credential, places.query && audience != Audience::Api)
-    {
-        match decision::verify(config, gate.cache(), credential, now) {
-            Ok(opened) => {
-                trace.decision = "exchange";
-                trace.user = Some(Arc::clone(&opened));
-                return exchange(config, &opened, path, request.uri().query(), now);
-            }
-            Err(reason) if access != Access::Public => return refuse(trace, reason),
-            // A bad token on a public page: the page is public all the same.
-            Err(_) => {}
-        }
-    }
-
-    // Decide: the rule, the credential through the cache, the user.
-    let identity = match decision::decide_for_rule(
-        config,
-        gate.cache(),
-        (rule, access),
-        credential.as_ref(),
-        now,
-    ) {
-        Decision::Reject(reason) => return refuse(trace, reason),
-        Decision::NotAdmitted(opened) => {
-            trace.user = Some(opened);
-            return refuse(trace, Reason::NotAdmitted);
-        }
-        Decision::Forward(identity) => identity,
-    };
-    trace.user = identity.clone();
-
-    // Forward: rewrite the request for the upstream, then send it.
-    let client = ClientInfo {
-        peer: conn.peer,
-        proto: conn.proto,
-        trusted,
-    };
-    let identity_ref = identity.as_deref();
-    let outgoing = match outgoing_request(request, path, client, host, identity_ref, config) {
-        Ok(outgoing) => outgoing,
-        Err(reason) => return refuse(trace, reason),
-    };
-    match active.upstream.forward(outgoing, &conn.inflight).await {
-        Ok(mut response) => {
-            gate.upstream_health().mark(now);
-            trace.decision = if identity.is_some() {
-                "verified"
-            } else {
-                "public"
-            };
+    match active.upstream.forward(request, body_timeout, conn).await {
+        Ok(response) => {
+            gate.upstream_health().mark(gate.clock().unix_now());
             trace.upstream_status = Some(response.status().as_u16());
-            headers::filter_response(response.headers_mut(), identity.is_some());
             response
         }
         Err(reason) => {
-            trace.decision = "upstream-error";
+            trace.decision = match reason {
+                Reason::UpstreamTimeout | Reason::UpstreamUnavailable => "upstream-error",
+                _ => "reject",
+            };
             match reason {
                 Reason::UpstreamTimeout => gate.metrics().upstream_error("timeout"),
                 Reason::UpstreamUnavailable => gate.metrics().upstream_error("unavailable"),
-                _ => trace.decision = "reject",
+                _ => {}
             }
-            reason.into_response(audience)
+            reason.into_response(audience).map(body::boxed)
         }
     }
 }
 
-/// Trade a verified token for a session cookie, redirecting to the same
-/// URL without the token.
-fn exchange(
-    config: &Config,
-    opened: &Opened,
-    path: &str,
-    query: Option<&str>,
-    now: u64,
-) -> Response<Body> {
-    let ttl = config.verification.session_ttl.as_secs();
-    let claims = crate::http::session::session_claims(opened, now, ttl);
-    let sealed = crate::token::format::mint_session(config.secrets.primary(), &claims);
-    let location = match query.and_then(headers::query_without_token) {
-        Some(rest) => format!("{path}?{rest}"),
-        None => path.to_string(),
-    };
-    crate::http::session::exchange_response(&location, &sealed, ttl)
-}
-
-/// Clean the request for the upstream: token and session cookie out,
-/// hop-by-hop and spoofed identity headers out, the gate's own headers in.
-fn outgoing_request(
-    mut request: Request<Incoming>,
-    path: &str,
-    client: ClientInfo,
-    host: Option<HeaderValue>,
-    identity: Option<&crate::token::format::Opened>,
-    config: &Config,
-) -> Result<Outgoing, Reason> {
-    // Token parameters out of the query, in any spelling; borrowed when
-    // there are none.
-    let query = request.uri().query().and_then(headers::query_without_token);
-    let (target, path_len) = Outgoing::target(path, query.as_deref());
-    headers::prepare_upstream_headers(request.headers_mut(), client, host, identity)?;
-    let body_allowed = may_carry_body(request.method());
-    Ok(Outgoing {
-        request,
-        target,
-        path_len,
-        body_allowed,
-        body_timeout: config.limits.body_timeout,
-    })
-}
-
-/// Whether a request's method gives a body a meaning the gate forwards.
-/// GET and HEAD do not (RFC 9110 section 9.3): an upstream that never
-/// reads such a body would read it as its next request. OPTIONS and
-/// DELETE may carry one, and go with it (see [`crate::upstream::pool`] for how a
-/// body never shares an upstream connection with a later request).
-fn may_carry_body(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD)
-}
-
-/// Refuse what the gate never forwards, before anything else is read:
-/// `CONNECT` in any form (there is no tunnel behind the gate) and `TRACE`
-/// (it would echo the headers, the gate's identity headers included, back
-/// to the page), and a body on a GET or HEAD, over HTTP/1.1 and HTTP/2
-/// alike. A body of declared length zero is no body.
-fn check_method_and_body(request: &Request<Incoming>) -> Result<(), Reason> {
-    let method = request.method();
-    if *method == Method::CONNECT || *method == Method::TRACE {
-        return Err(Reason::MethodNotAllowed);
+/// Phase 8. The one response filter. An upstream's answer loses its
+/// hop-by-hop fields and any `Set-Cookie` that would touch the gate's
+/// session, and a verified page is kept out of shared caches and
+/// revalidated by the browser ([`headers::filter_response`]). Every
+/// answer, the gate's own included, carries the framing policy
+/// (`embed.allowed_origins`).
+fn response_filter(config: &Config, response: &mut Response<Body>, trace: &Trace) {
+    if trace.upstream_status.is_some() {
+        headers::filter_response(response.headers_mut(), trace.decision == "verified");
     }
-    let body = request.body();
-    let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
-    if has_body && !may_carry_body(method) {
-        return Err(Reason::BadRequest(
-            "a GET or HEAD request cannot carry a body",
-        ));
-    }
-    Ok(())
+    frame_policy(config, response.headers_mut());
 }
 
-/// The host the client asked for: the request target's authority (an
-/// absolute-form HTTP/1.1 target, HTTP/2's `:authority`, without any
-/// userinfo), else `Host`. Several `Host` headers, a `Host` that is not a
-/// plain `host[:port]`, or one that names another host or port than the
-/// authority (default ports aside), are refused: `public_hosts` and `X-Forwarded-Host` must read the same host,
-/// and the upstream must not be told a different one.
-fn requested_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Reason> {
-    let mut hosts = request.headers().get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(Reason::BadRequest("more than one Host header"));
+/// Who may frame the portal (`embed.allowed_origins`): on every answer.
+pub(crate) fn frame_policy(config: &Config, headers: &mut http::HeaderMap) {
+    if let Some(policy) = &config.embed.frame_ancestors {
+        headers.append(header::CONTENT_SECURITY_POLICY, policy.clone());
     }
-    let named = match host {
-        None => None,
-        Some(value) => match plain_host(value.as_bytes()) {
-            Some(named) => Some(named),
-            None => return Err(Reason::BadRequest("the Host header is not a host and port")),
-        },
-    };
-    let Some(authority) = request.uri().authority() else {
-        return Ok(host.cloned());
-    };
-    let default_port = match request.uri().scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    if let Some(named) = named {
-        let same = named.host().eq_ignore_ascii_case(authority.host())
-            && named.port_u16().unwrap_or(default_port)
-                == authority.port_u16().unwrap_or(default_port);
-        if !same {
-            return Err(Reason::BadRequest(
-                "the Host header names another host than the request target",
-            ));
+}
+
+/// How a response body ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every byte was handed over.
+    Complete,
+    /// The body failed (the upstream broke off).
+    Failed,
+    /// The body was dropped before its end (the client went away).
+    Aborted,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Failed => "failed",
+            Outcome::Aborted => "aborted",
         }
-        return Ok(host.cloned());
-    }
-    // No Host: the authority, without userinfo.
-    let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
-    HeaderValue::from_str(without_userinfo)
-        .map(Some)
-        .map_err(|_| Reason::BadRequest("the request target's host cannot be forwarded"))
-}
-
-/// The `X-Forwarded-Host` a trusted proxy relayed, if any: exactly one
-/// field holding one plain `host[:port]`. Several fields, a list, or
-/// anything else is refused (400) rather than guessed at, since the
-/// upstream is told this host.
-fn relayed_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Reason> {
-    let mut relayed = request.headers().get_all("x-forwarded-host").iter();
-    let Some(value) = relayed.next() else {
-        return Ok(None);
-    };
-    if relayed.next().is_some() || plain_host(value.as_bytes()).is_none() {
-        return Err(Reason::BadRequest(
-            "X-Forwarded-Host is not one host and port",
-        ));
-    }
-    Ok(Some(value.clone()))
-}
-
-/// `bytes` read as a plain `host[:port]`: no userinfo, no path, no list, a
-/// port that is a port. The one reading of a host named in a header.
-pub fn plain_host(bytes: &[u8]) -> Option<http::uri::Authority> {
-    let named = http::uri::Authority::try_from(bytes).ok()?;
-    let text = named.as_str();
-    let plain = !text.contains(['@', ',']) && !text.is_empty() && has_valid_port(&named);
-    plain.then_some(named)
-}
-
-/// Whether `authority` has no port, or a port in range (the `http` crate
-/// accepts `host:abc` and `host:99999`, reporting no port).
-fn has_valid_port(authority: &http::uri::Authority) -> bool {
-    let text = authority.as_str();
-    let after_host = match text.rfind(']') {
-        Some(end) => &text[end + 1..],
-        None => text,
-    };
-    match after_host.rsplit_once(':') {
-        None => true,
-        Some((_, port)) => port.parse::<u16>().is_ok(),
     }
 }
 
-/// Whether `host` (see [`requested_host`]) is one the gate serves. An empty
-/// `public_hosts` list serves any host, a missing one included. Entries
-/// without a port match the host on any port.
-fn serves_host(config: &Config, host: Option<&HeaderValue>) -> bool {
-    if config.public_hosts.is_empty() {
-        return true;
+/// Phase 9's record: what is known of a request when its response head
+/// goes out; [`AccessLog::finish`] adds how its body ended.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    /// The config the request ran under (log settings, rule patterns).
+    active: Arc<Active>,
+    method: Method,
+    trace: Trace,
+    /// The response head's status.
+    status: u16,
+    /// When the request arrived.
+    started: Instant,
+}
+
+impl AccessLog {
+    /// Phase 9. Count the request in the metrics and write one access-log
+    /// event: the final outcome, the bytes of body handed over and the
+    /// whole duration. Never a token, a secret or a cookie; the user as a
+    /// keyed pseudonym unless `log_user_email`.
+    pub(crate) fn finish(self, gate: &Gate, outcome: Outcome, bytes: u64) {
+        let elapsed = self.started.elapsed();
+        let trace = &self.trace;
+        gate.metrics().request(trace.decision, self.status, elapsed);
+        if let Some(user) = &trace.user {
+            gate.metrics().verified(&user.key_id);
+        }
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            // Logging off (say RUST_LOG=warn): skip the pseudonym's hash.
+            return;
+        }
+        let config = &*self.active.config;
+        let user = trace.user.as_ref().map(|user| {
+            if config.log_user_email {
+                user.claims.email.to_string()
+            } else {
+                config.secrets.pseudonym(&user.claims.email)
+            }
+        });
+        let rule = trace
+            .rule
+            .and_then(|index| config.rules.get(index))
+            .map(|rule| rule.pattern());
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            path = %trace.path,
+            status = self.status,
+            outcome = outcome.as_str(),
+            bytes,
+            decision = trace.decision,
+            rule,
+            secret_id = trace.user.as_ref().map(|user| &*user.key_id),
+            user = user.as_deref(),
+            upstream_status = trace.upstream_status,
+            latency_us = elapsed.as_micros() as u64,
+        );
     }
-    let Some(authority) = host.and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-    else {
-        return false;
-    };
-    let full = authority.as_str().to_ascii_lowercase();
-    let host = authority.host().to_ascii_lowercase();
-    config
-        .public_hosts
-        .iter()
-        .any(|allowed| *allowed == full || *allowed == host)
 }

@@ -7,22 +7,17 @@
 //! with the session's own lifetime. Any replica with the same secrets opens
 //! it; nothing is stored.
 
-use std::borrow::Cow;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 
+use crate::access::credential::COOKIE_NAME;
+use crate::http::respond::{self, OwnResponse};
 use crate::token::format::{Claims, Opened};
-use crate::upstream::body::{self, Body};
-
-/// The session cookie's name. `__Host-` makes browsers insist on `Secure`,
-/// `Path=/` and no `Domain`, so no sibling host can plant or read it.
-pub const COOKIE_NAME: &str = "__Host-portal-gate-session";
 
 /// Whether a request is a browser navigation that may be redirected: a GET
 /// whose `Sec-Fetch-Mode` is `navigate` or, from clients that send no
 /// fetch metadata, one that accepts HTML; never one that asks for JSON.
-pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     if method != Method::GET || accepts(headers, "application/json") {
         return false;
     }
@@ -45,133 +40,8 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         })
 }
 
-/// The session cookie's value, if the request carries one. Several copies
-/// (a stale one from another path, say) are refused by the caller as
-/// conflicting credentials, so this returns them all. `Cookie` headers are
-/// read as bytes, so another cookie's non-ASCII value cannot hide the
-/// session; a session value that is not UTF-8 comes back empty, which no
-/// session opens.
-pub fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .filter_map(|pair| {
-            let (name, value) = split_pair(pair)?;
-            (name == COOKIE_NAME.as_bytes()).then(|| std::str::from_utf8(value).unwrap_or(""))
-        })
-}
-
-/// A `name=value` cookie pair, both trimmed of spaces and tabs.
-fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
-    let at = pair.iter().position(|&b| b == b'=')?;
-    Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
-}
-
-/// The `Cookie` headers as the upstream gets them: joined into one (an
-/// HTTP/2 client may send one `cookie` field per cookie, and RFC 9113
-/// section 8.2.3 asks that they be joined with `; ` for HTTP/1.1), without
-/// the session cookie, every other cookie kept as it was sent, whatever
-/// its bytes. The session goes in any letter case and also when a comma
-/// rather than a `;` separates it, as some servers split cookies at
-/// commas too (RFC 2965): it never reaches the upstream, even in a
-/// spelling the gate does not read as a session.
-pub fn scrub_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    let Some(first) = values.next() else {
-        return;
-    };
-    let several = values.next().is_some();
-    // The common request: one header, no session in it, no comma.
-    if !several && !first.as_bytes().contains(&b',') && !carries_session(first.as_bytes()) {
-        return;
-    }
-    let mut joined: Vec<u8> = Vec::new();
-    for value in headers.get_all(header::COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
-            let kept = without_session(pair);
-            let kept = kept.trim_ascii();
-            if kept.is_empty() {
-                continue;
-            }
-            if !joined.is_empty() {
-                joined.extend_from_slice(b"; ");
-            }
-            joined.extend_from_slice(kept);
-        }
-    }
-    headers.remove(header::COOKIE);
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        if !joined.is_empty() {
-            headers.insert(header::COOKIE, value);
-        }
-    }
-}
-
-/// Whether a `Cookie` value names the session cookie, in any case.
-fn carries_session(value: &[u8]) -> bool {
-    value
-        .split(|&b| b == b';' || b == b',')
-        .any(is_session_pair)
-}
-
-/// Whether one `name=value` names the session cookie, in any case.
-fn is_session_pair(pair: &[u8]) -> bool {
-    split_pair(pair).is_some_and(|(name, _)| name.eq_ignore_ascii_case(COOKIE_NAME.as_bytes()))
-}
-
-/// One `;`-separated cookie pair without the comma-separated parts that
-/// name the session (the whole pair when it has no comma).
-fn without_session(pair: &[u8]) -> Cow<'_, [u8]> {
-    if !pair.contains(&b',') {
-        return if is_session_pair(pair) {
-            Cow::Borrowed(&[])
-        } else {
-            Cow::Borrowed(pair)
-        };
-    }
-    let parts: Vec<&[u8]> = pair
-        .split(|&b| b == b',')
-        .filter(|part| !is_session_pair(part))
-        .collect();
-    Cow::Owned(parts.join(&b","[..]))
-}
-
-/// Drop every `Set-Cookie` of an upstream response that would set, replace
-/// or clear the gate's session cookie: its name in any case, or a nameless
-/// cookie whose value starts with it (browsers send a nameless cookie as
-/// its bare value, which reads as `name=value`). Only the gate manages its
-/// session; a portal plugin must not sign users out or in.
-pub fn strip_session_set_cookies(headers: &mut HeaderMap) {
-    let names_session = |value: &HeaderValue| {
-        let pair = value.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
-        let pair = pair.trim_ascii();
-        let bare = pair.strip_prefix(b"=").unwrap_or(pair).trim_ascii_start();
-        let name = COOKIE_NAME.as_bytes();
-        is_session_pair(pair)
-            || bare.len() >= name.len() && bare[..name.len()].eq_ignore_ascii_case(name)
-    };
-    if !headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(names_session)
-    {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter(|v| !names_session(v))
-        .cloned()
-        .collect();
-    headers.remove(header::SET_COOKIE);
-    for value in kept {
-        headers.append(header::SET_COOKIE, value);
-    }
-}
-
 /// The claims of a new session for the user a token vouched for.
-pub fn session_claims(opened: &Opened, now: u64, ttl_secs: u64) -> Claims {
+pub(crate) fn session_claims(opened: &Opened, now: u64, ttl_secs: u64) -> Claims {
     Claims {
         issued_at: now,
         expires_at: now.saturating_add(ttl_secs),
@@ -182,7 +52,7 @@ pub fn session_claims(opened: &Opened, now: u64, ttl_secs: u64) -> Claims {
 /// The 303 that ends the exchange: back to `location` (the same URL without
 /// the token) with the session cookie set. The response is never cached
 /// and sends no `Referer` onward.
-pub fn exchange_response(location: &str, sealed: &str, ttl_secs: u64) -> Response<Body> {
+pub(crate) fn exchange_response(location: &str, sealed: &str, ttl_secs: u64) -> OwnResponse {
     let cookie = format!(
         "{COOKIE_NAME}={sealed}; Path=/; Max-Age={ttl_secs}; HttpOnly; Secure; SameSite=None; Partitioned"
     );
@@ -197,7 +67,7 @@ pub fn exchange_response(location: &str, sealed: &str, ttl_secs: u64) -> Respons
 /// path cannot be used as an open redirect, and what `next` decoded to is
 /// percent-encoded again where a `Location` may not carry it raw (spaces,
 /// tabs, bidi controls and other non-ASCII).
-pub fn logout_response(query: Option<&str>) -> Response<Body> {
+pub(crate) fn logout_response(query: Option<&str>) -> OwnResponse {
     let cookie =
         format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=None; Partitioned");
     let next = query
@@ -238,9 +108,8 @@ fn local_path(next: &str) -> Option<&str> {
     (normal == path && !next.contains(['#', '\\'])).then_some(next)
 }
 
-fn redirect(location: &str, cookie: &str) -> Response<Body> {
-    let mut response = Response::new(body::empty());
-    *response.status_mut() = StatusCode::SEE_OTHER;
+fn redirect(location: &str, cookie: &str) -> OwnResponse {
+    let mut response = respond::empty(StatusCode::SEE_OTHER);
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(location) {
         headers.insert(header::LOCATION, location);
@@ -288,41 +157,6 @@ mod tests {
         ]);
         assert!(!is_navigation(&Method::GET, &json));
         assert!(!is_navigation(&Method::GET, &headers(&[("accept", "*/*")])));
-    }
-
-    #[test]
-    fn the_session_cookie_is_found_and_stripped_others_kept() {
-        let mut h = headers(&[
-            ("cookie", "a=1; __Host-portal-gate-session=pgs1.k.x; b=2"),
-            ("cookie", "__Host-portal-gate-session=pgs1.k.y"),
-        ]);
-        let found: Vec<&str> = cookie_values(&h).collect();
-        assert_eq!(found, vec!["pgs1.k.x", "pgs1.k.y"]);
-        scrub_cookies(&mut h);
-        let left: Vec<_> = h.get_all(header::COOKIE).iter().collect();
-        assert_eq!(left, vec!["a=1; b=2"]);
-    }
-
-    #[test]
-    fn a_non_ascii_cookie_does_not_hide_the_session_from_the_strip() {
-        let mut h = HeaderMap::new();
-        let value = b"a=caf\xc3\xa9; __Host-portal-gate-session=pgs1.k.x;b=2";
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_bytes(value).expect("obs-text"),
-        );
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_bytes(b" __Host-portal-gate-session = pgs1.k.\xff")
-                .expect("obs-text"),
-        );
-        let found: Vec<&str> = cookie_values(&h).collect();
-        // The second is no UTF-8: empty, so it cannot open.
-        assert_eq!(found, vec!["pgs1.k.x", ""]);
-        scrub_cookies(&mut h);
-        let left: Vec<_> = h.get_all(header::COOKIE).iter().collect();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].as_bytes(), b"a=caf\xc3\xa9; b=2");
     }
 
     #[test]

@@ -10,8 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,19 +18,20 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::UpstreamTarget;
+use crate::http::respond::{self, OwnResponse};
 use crate::ops::state::Gate;
-use crate::upstream::body::{self, Body};
+use bytes::Bytes;
 
 /// How often the upstream is probed.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How recent the upstream's last answer must be for `/readyz`.
-pub const READY_WINDOW_SECS: u64 = 15;
+pub(crate) const READY_WINDOW_SECS: u64 = 15;
 
 /// Admin connections open at once at most; more are closed at once. Probes
 /// and scrapes need a handful; the bound keeps a flood of admin
 /// connections from using up the descriptors the public port needs.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,7 +42,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serve the admin endpoints on `listener` until `shutdown` completes. Each
 /// connection serves one request and closes, within
-/// [`CONNECTION_TIMEOUT`], so a slot of the [`MAX_CONNECTIONS`] is never
+/// 5 seconds, so a slot of the 256 it holds at most is never
 /// held for long.
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
@@ -81,44 +81,29 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
     }
 }
 
-fn answer(gate: &Gate, request: &Request<Incoming>) -> Response<Body> {
+fn answer(gate: &Gate, request: &Request<Incoming>) -> OwnResponse {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        return respond::text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
     match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/healthz" => respond::text(StatusCode::OK, "ok"),
         "/readyz" => {
-            if gate.is_ready(crate::access::decision::unix_now(), READY_WINDOW_SECS) {
-                text(StatusCode::OK, "ready\n")
+            if gate.is_ready(gate.clock().unix_now(), READY_WINDOW_SECS) {
+                respond::text(StatusCode::OK, "ready")
             } else {
-                text(
+                respond::text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "the upstream has not answered recently\n",
+                    "the upstream has not answered recently",
                 )
             }
         }
-        "/metrics" => {
-            let mut response = Response::new(body::full(gate.metrics().render(gate.cache())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            response
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        "/metrics" => respond::with_type(
+            StatusCode::OK,
+            Bytes::from(gate.metrics().render(gate.cache())),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        _ => respond::text(StatusCode::NOT_FOUND, "not found"),
     }
-}
-
-fn text(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut response = Response::new(body::full(message));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 /// Probe the upstream forever: a TCP connection that opens within the
@@ -146,9 +131,7 @@ pub async fn probe_upstream(gate: Arc<Gate>) {
             .to_string();
         let connect = tokio::net::TcpStream::connect((host.as_str(), port));
         match tokio::time::timeout(config.upstream.connect_timeout, connect).await {
-            Ok(Ok(_stream)) => gate
-                .upstream_health()
-                .mark(crate::access::decision::unix_now()),
+            Ok(Ok(_stream)) => gate.upstream_health().mark(gate.clock().unix_now()),
             Ok(Err(error)) => tracing::debug!(%error, "upstream probe failed"),
             Err(_) => tracing::debug!("upstream probe timed out"),
         }

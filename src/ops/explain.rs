@@ -1,10 +1,18 @@
 //! `portal-gate explain`: which rule governs a path, why it beats the
-//! other rules that match, and what the gate decides for a user.
+//! other rules that match, and what the gate decides for a user: the
+//! decision is [`Gate::admit`]'s own, on a request made up for the path
+//! and the user.
 
 use std::fmt::Write;
 
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+
 use crate::access::rules::{Access, PageRule, RuleOptions, RuleSet, RuleSpec};
-use crate::config::{Config, DefaultAccess};
+use crate::config::Config;
+use crate::http::phases::{Admission, ConnInfo, Identity};
+use crate::ops::state::Gate;
 
 /// Whether `rule` alone would match `path` (compiled on its own: this is
 /// for explaining, not for the request path).
@@ -26,122 +34,150 @@ fn literal_prefix(pattern: &str) -> usize {
         .count()
 }
 
-/// The explanation of how the gate treats `raw_path` for `email` (or for
-/// a request without a token when `email` is `None`).
-pub fn explain(config: &Config, raw_path: &str, email: Option<&str>) -> String {
-    let mut out = String::new();
-    let (raw_path, _query) = raw_path.split_once('?').unwrap_or((raw_path, ""));
-    let path = match crate::access::path::normalize(raw_path) {
-        Ok(path) => path.into_owned(),
-        Err(error) => {
-            let _ = writeln!(out, "path:     {raw_path}");
+impl Gate {
+    /// How the gate treats `raw_path` for a request without a credential,
+    /// or for a verified user with `email`: the normalized path, the rule
+    /// that governs it and why it beats the others that match, and the
+    /// decision [`Gate::admit`] makes (what `portal-gate explain` prints).
+    pub async fn explain(&self, raw_path: &str, email: Option<&str>) -> String {
+        let config = self.config();
+        let mut out = String::new();
+        let (raw_path, _query) = raw_path.split_once('?').unwrap_or((raw_path, ""));
+        let path = match crate::access::path::normalize(raw_path) {
+            Ok(path) => path.into_owned(),
+            Err(error) => {
+                let _ = writeln!(out, "path:     {raw_path}");
+                let _ = writeln!(
+                    out,
+                    "decision: refused with 400 before any rule is looked at: {error}"
+                );
+                return out;
+            }
+        };
+        if path == raw_path {
+            let _ = writeln!(out, "path:     {path}");
+        } else {
             let _ = writeln!(
                 out,
-                "decision: refused with 400 before any rule is looked at: {error}"
+                "path:     {path} (normalized from {raw_path}; the upstream receives {path})"
+            );
+        }
+        if let Some(endpoint) = config.endpoint_at(&path) {
+            let what = endpoint.describe();
+            let _ = writeln!(
+                out,
+                "decision: answered by the gate itself ({what}); no rule applies"
             );
             return out;
         }
-    };
-    if path == raw_path {
-        let _ = writeln!(out, "path:     {path}");
-    } else {
-        let _ = writeln!(
-            out,
-            "path:     {path} (normalized from {raw_path}; the upstream receives {path})"
-        );
-    }
-    let own = if crate::http::api::TOKEN_PATHS.contains(&path.as_str()) {
-        Some("the token API")
-    } else if path == config.embed.script_path {
-        Some("the released-page script")
-    } else if path == config.embed.logout_path {
-        Some("the logout endpoint")
-    } else {
-        None
-    };
-    if let Some(what) = own {
-        let _ = writeln!(
-            out,
-            "decision: answered by the gate itself ({what}); no rule applies"
-        );
-        return out;
+        describe_rule(&mut out, &config, &path);
+        let decision = self.decision_for(&config, &path, email).await;
+        let _ = writeln!(out, "decision: {decision}");
+        out
     }
 
+    /// The decision for a GET of `path`, with a fresh token for `email`
+    /// when given, in words.
+    async fn decision_for(&self, config: &Config, path: &str, email: Option<&str>) -> String {
+        let email = email.map(|email| email.trim().to_ascii_lowercase());
+        let mut request = Request::get(path).header("accept", "application/json");
+        if let Some(host) = config.public_hosts.first() {
+            request = request.header("host", host.as_str());
+        }
+        if let Some(email) = &email {
+            if !crate::token::format::is_plausible_email(email) {
+                return format!("{email:?} is not an email a token could carry");
+            }
+            let Ok(bearer) = self.bearer_for(config, email) else {
+                return format!("{email:?} is not an email a token could carry");
+            };
+            request = request.header("authorization", bearer);
+        }
+        let Ok(request) = request.body(Empty::<Bytes>::new()) else {
+            return "the path cannot be requested".to_string();
+        };
+        let conn = ConnInfo::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), false);
+        match (self.admit(request, &conn).await, email) {
+            (Admission::Forward(forwarded), _) => match forwarded.extensions().get::<Identity>() {
+                Some(user) => format!("forwarded for {0} (X-Forwarded-Email: {0})", user.email()),
+                None => "forwarded without an identity (public page)".to_string(),
+            },
+            (Admission::Respond(answer), None) if answer.status() == StatusCode::UNAUTHORIZED => {
+                "401 without a valid token or session; pass --email to see a user's decision"
+                    .to_string()
+            }
+            (Admission::Respond(answer), Some(email))
+                if answer.status() == StatusCode::FORBIDDEN =>
+            {
+                format!("403 for {email}: the rule's allow lists do not include this user")
+            }
+            (Admission::Respond(answer), _) => format!("refused with {}", answer.status()),
+        }
+    }
+
+    /// `Bearer <token>` for `email`, minted as the token API would.
+    fn bearer_for(
+        &self,
+        config: &Config,
+        email: &str,
+    ) -> Result<String, crate::token::IdentityError> {
+        let now = self.clock().unix_now();
+        let ttl = config.verification.token_ttl.as_secs();
+        let account = config.verification.account_id.clone();
+        let claims = crate::token::Claims::for_user(account, email, None, now, ttl)?;
+        let token = crate::token::mint(config.secrets.primary(), &claims);
+        Ok(format!("Bearer {token}"))
+    }
+}
+
+/// The rule that governs `path` (or `default_access`), and why it beats
+/// the other rules that match.
+fn describe_rule(out: &mut String, config: &Config, path: &str) {
     let options = RuleOptions {
         case_insensitive: config.case_insensitive_paths,
     };
-    let winner = config.rules.find(&path);
+    let Some(winner) = config.rules.find(path) else {
+        let shown = match config.default_access.access() {
+            Access::Public => "public",
+            Access::Verified => "verified users only",
+        };
+        let _ = writeln!(
+            out,
+            "rule:     none matches; default_access applies: {shown}"
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "rule:     {} (pages[{}])",
+        winner.describe(),
+        winner.index()
+    );
     let matching: Vec<&PageRule> = config
         .rules
         .in_precedence_order()
         .into_iter()
-        .filter(|rule| matches(rule, &path, options))
+        .filter(|rule| matches(rule, path, options))
         .collect();
-    let access = match winner {
-        Some(rule) => {
-            let _ = writeln!(
-                out,
-                "rule:     {} (pages[{}])",
-                rule.describe(),
-                rule.index()
-            );
-            if matching.len() > 1 {
-                let _ = writeln!(out, "why:      the most specific of the rules that match (exact beats patterns, then the longest literal prefix):");
-            } else {
-                let _ = writeln!(out, "why:      the only rule that matches");
-            }
-            for rule in &matching {
-                let kind = if rule.is_exact() {
-                    "exact".to_string()
-                } else {
-                    format!(
-                        "pattern, literal prefix of {} segment(s)",
-                        literal_prefix(rule.pattern())
-                    )
-                };
-                let mark = if winner.is_some_and(|w| w.index() == rule.index()) {
-                    "  <- wins"
-                } else {
-                    ""
-                };
-                let _ = writeln!(out, "            {:<24} {kind}{mark}", rule.pattern());
-            }
-            rule.access()
-        }
-        None => {
-            let access = match config.default_access {
-                DefaultAccess::Public => Access::Public,
-                DefaultAccess::Restricted => Access::Verified,
-            };
-            let shown = match access {
-                Access::Public => "public",
-                Access::Verified => "verified users only",
-            };
-            let _ = writeln!(
-                out,
-                "rule:     none matches; default_access applies: {shown}"
-            );
-            access
-        }
-    };
-
-    let decision = match (access, email) {
-        (Access::Public, _) => "forwarded without an identity (public page)".to_string(),
-        (Access::Verified, None) => {
-            "401 without a valid token or session; pass --email to see a user's decision"
-                .to_string()
-        }
-        (Access::Verified, Some(email)) => {
-            let email = email.trim().to_ascii_lowercase();
-            if !crate::token::format::is_plausible_email(&email) {
-                format!("{email:?} is not an email a token could carry")
-            } else if winner.is_none_or(|rule| rule.admits(&email)) {
-                format!("forwarded for {email} (X-Forwarded-Email: {email})")
-            } else {
-                format!("403 for {email}: the rule's allow lists do not include this user")
-            }
-        }
-    };
-    let _ = writeln!(out, "decision: {decision}");
-    out
+    if matching.len() > 1 {
+        let _ = writeln!(out, "why:      the most specific of the rules that match (exact beats patterns, then the longest literal prefix):");
+    } else {
+        let _ = writeln!(out, "why:      the only rule that matches");
+    }
+    for rule in &matching {
+        let kind = if rule.is_exact() {
+            "exact".to_string()
+        } else {
+            format!(
+                "pattern, literal prefix of {} segment(s)",
+                literal_prefix(rule.pattern())
+            )
+        };
+        let mark = if winner.index() == rule.index() {
+            "  <- wins"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "            {:<24} {kind}{mark}", rule.pattern());
+    }
 }

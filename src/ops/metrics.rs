@@ -52,7 +52,7 @@ struct VersionLabels {
 
 /// The gate's metrics and the registry that exports them.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Histogram,
@@ -80,7 +80,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh set of metrics, registered under the `portal_gate` prefix.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("portal_gate");
         let m = Metrics {
             registry: Registry::default(),
@@ -159,7 +159,7 @@ impl Metrics {
     }
 
     /// One request answered.
-    pub fn request(&self, decision: &'static str, status: u16, elapsed: Duration) {
+    pub(crate) fn request(&self, decision: &'static str, status: u16, elapsed: Duration) {
         self.requests
             .get_or_create(&RequestLabels { decision, status })
             .inc();
@@ -167,14 +167,14 @@ impl Metrics {
     }
 
     /// One failed upstream exchange (`unavailable`, `timeout`).
-    pub fn upstream_error(&self, kind: &'static str) {
+    pub(crate) fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&KindLabels { kind })
             .inc();
     }
 
     /// One token or session verified with the secret `secret_id`.
-    pub fn verified(&self, secret_id: &str) {
+    pub(crate) fn verified(&self, secret_id: &str) {
         let counters = self
             .verification_counters
             .read()
@@ -198,25 +198,25 @@ impl Metrics {
     }
 
     /// One token minted by the API.
-    pub fn minted(&self) {
+    pub(crate) fn minted(&self) {
         self.tokens_minted.inc();
     }
 
     /// One token API refusal.
-    pub fn api_failure(&self, reason: &'static str) {
+    pub(crate) fn api_failure(&self, reason: &'static str) {
         self.api_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 
     /// One reload attempt.
-    pub fn reload(&self, ok: bool) {
+    pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// The config version in force (the only `config_info` series at 1).
-    pub fn config_version(&self, version: &str) {
+    pub(crate) fn config_version(&self, version: &str) {
         self.config_info.clear();
         self.config_info
             .get_or_create(&VersionLabels {
@@ -226,7 +226,7 @@ impl Metrics {
     }
 
     /// The metrics as OpenMetrics text, with the cache figures read now.
-    pub fn render(&self, cache: &crate::access::cache::TokenCache) -> String {
+    pub(crate) fn render(&self, cache: &crate::access::cache::TokenCache) -> String {
         let (hits, misses, evictions) = cache.stats();
         // Counters only go up: add what happened since the last scrape.
         self.cache_hits
@@ -247,18 +247,18 @@ impl Metrics {
 
 /// Seconds since the epoch of the last sign of life from the upstream.
 #[derive(Debug, Default)]
-pub struct UpstreamHealth {
+pub(crate) struct UpstreamHealth {
     last_ok: AtomicU64,
 }
 
 impl UpstreamHealth {
     /// The upstream answered (a forwarded response, or a probe connected).
-    pub fn mark(&self, now: u64) {
+    pub(crate) fn mark(&self, now: u64) {
         self.last_ok.fetch_max(now, Ordering::Relaxed);
     }
 
     /// Whether the upstream answered within `window` seconds of `now`.
-    pub fn recent(&self, now: u64, window: u64) -> bool {
+    pub(crate) fn recent(&self, now: u64, window: u64) -> bool {
         let last = self.last_ok.load(Ordering::Relaxed);
         last != 0 && now.saturating_sub(last) <= window
     }

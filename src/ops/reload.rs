@@ -21,7 +21,7 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Reload `gate` from its config file and log the outcome, off the worker
 /// threads: reading files and compiling rules must not stall the
 /// connections of the worker that got the signal.
-pub async fn reload_in_background(gate: &Arc<Gate>, cause: &'static str) {
+pub(crate) async fn reload_in_background(gate: &Arc<Gate>, cause: &'static str) {
     let gate = Arc::clone(gate);
     if let Err(error) = tokio::task::spawn_blocking(move || reload_and_log(&gate, cause)).await {
         tracing::error!(%error, cause, "reload task failed");
@@ -30,7 +30,7 @@ pub async fn reload_in_background(gate: &Arc<Gate>, cause: &'static str) {
 
 /// Reload `gate` from its config file and log the outcome; whether the
 /// new config is in force.
-pub fn reload_and_log(gate: &Gate, cause: &str) -> bool {
+pub(crate) fn reload_and_log(gate: &Gate, cause: &str) -> bool {
     match gate.reload_from_source() {
         Ok(()) => {
             let config = gate.config();

@@ -16,13 +16,14 @@ use crate::access::cache::TokenCache;
 use crate::config::{Config, ConfigError};
 use crate::http::embed::EmbedScript;
 use crate::http::limiter::FailureLimiter;
+use crate::ops::clock::{Clock, SystemClock};
 use crate::ops::metrics::{Metrics, UpstreamHealth};
 use crate::server::tls::CertStore;
 use crate::upstream::proxy::Upstream;
 
 /// The config in force and the upstream built from it.
 #[derive(Debug)]
-pub struct Active {
+pub(crate) struct Active {
     /// The validated config.
     pub config: Arc<Config>,
     /// Where admitted requests go; kept across reloads that leave
@@ -67,6 +68,8 @@ pub struct Gate {
     /// Held while a reload reads and applies the config file, so that two
     /// reloads (a SIGHUP and a file change) cannot store out of order.
     reloading: std::sync::Mutex<()>,
+    /// Where every phase reads the time: the system clock, or a test's.
+    clock: Arc<dyn Clock>,
 }
 
 impl Gate {
@@ -77,7 +80,7 @@ impl Gate {
     }
 
     /// Build the gate's state for requests served on `workers` worker
-    /// threads ([`crate::server::workers`]).
+    /// threads ([`crate::Workers`]).
     pub fn with_workers(config: Config, workers: usize) -> std::io::Result<Gate> {
         let workers = workers.max(1);
         let upstream = Arc::new(Upstream::new(&config.upstream, workers)?);
@@ -105,11 +108,24 @@ impl Gate {
             upstream_health: UpstreamHealth::default(),
             workers,
             reloading: std::sync::Mutex::new(()),
+            clock: Arc::new(SystemClock),
         })
     }
 
+    /// The same gate, reading the time from `clock` (for tests of expiry
+    /// and sessions, which move a [`crate::ManualClock`] rather than sleep).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Gate {
+        self.clock = clock;
+        self
+    }
+
+    /// The gate's clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
     /// The config and upstream in force now.
-    pub fn active(&self) -> Arc<Active> {
+    pub(crate) fn active(&self) -> Arc<Active> {
         self.active.load_full()
     }
 
@@ -119,34 +135,34 @@ impl Gate {
     }
 
     /// The decrypt cache.
-    pub fn cache(&self) -> &TokenCache {
+    pub(crate) fn cache(&self) -> &TokenCache {
         &self.cache
     }
 
     /// The token API's failure limiter.
-    pub fn limiter(&self) -> &FailureLimiter {
+    pub(crate) fn limiter(&self) -> &FailureLimiter {
         &self.limiter
     }
 
     /// The embed script.
-    pub fn script(&self) -> &EmbedScript {
+    pub(crate) fn script(&self) -> &EmbedScript {
         &self.script
     }
 
     /// The gate's counters.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// When the upstream last answered.
-    pub fn upstream_health(&self) -> &UpstreamHealth {
+    pub(crate) fn upstream_health(&self) -> &UpstreamHealth {
         &self.upstream_health
     }
 
     /// Ready to take traffic: a config is loaded (always, once built) and
     /// the upstream answered within the last `window` seconds; a directory
     /// upstream is always there.
-    pub fn is_ready(&self, now: u64, window: u64) -> bool {
+    pub(crate) fn is_ready(&self, now: u64, window: u64) -> bool {
         match &*self.active().upstream {
             Upstream::Dir(_) => true,
             Upstream::Http(_) => self.upstream_health.recent(now, window),
@@ -154,7 +170,7 @@ impl Gate {
     }
 
     /// The certificate store, when the gate speaks TLS.
-    pub fn certs(&self) -> Option<&Arc<CertStore>> {
+    pub(crate) fn certs(&self) -> Option<&Arc<CertStore>> {
         self.certs.as_ref()
     }
 
@@ -239,7 +255,8 @@ fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::decision::{self, Credential};
+    use crate::access::credential::Credential;
+    use crate::access::decision;
     use crate::token::{self, Claims};
     use std::path::Path;
 
@@ -264,7 +281,7 @@ value = "second-secret-value"
     /// Open a fresh token under `key` through the gate's cache.
     fn cache_a_token(gate: &Gate, key: &str) {
         let config = gate.config();
-        let now = decision::unix_now();
+        let now = gate.clock().unix_now();
         let claims =
             Claims::for_user("acct".into(), "ada@example.com", None, now, 300).expect("claims");
         let sealed = token::mint(config.secrets.get(key).expect("key"), &claims);

@@ -23,7 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Why a certificate, key or CA file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// The file could not be read or holds no usable PEM item.
     #[error("{path}: {reason}")]
     File {
@@ -44,12 +44,12 @@ pub enum TlsError {
 
 /// The crypto provider every TLS configuration here uses (ring: small,
 /// no C toolchain beyond a compiler, no cmake).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Load a certificate chain and its private key, checking they match.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+pub(crate) fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let file_error = |path: &Path, reason: String| TlsError::File {
         path: path.to_path_buf(),
         reason,
@@ -75,7 +75,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
 }
 
 /// Load the certificates of a CA file (PEM, one or more).
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| TlsError::File {
             path: path.to_path_buf(),
@@ -97,21 +97,21 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
 
 /// The server certificate in use, swappable while connections run.
 #[derive(Debug)]
-pub struct CertStore {
+pub(crate) struct CertStore {
     /// Read at each handshake; replaced whole on reload.
     current: ArcSwap<CertifiedKey>,
 }
 
 impl CertStore {
     /// A store holding `key`.
-    pub fn new(key: Arc<CertifiedKey>) -> CertStore {
+    pub(crate) fn new(key: Arc<CertifiedKey>) -> CertStore {
         CertStore {
             current: ArcSwap::new(key),
         }
     }
 
     /// Use `key` for every handshake from now on.
-    pub fn replace(&self, key: Arc<CertifiedKey>) {
+    pub(crate) fn replace(&self, key: Arc<CertifiedKey>) {
         self.current.store(key);
     }
 }
@@ -124,7 +124,9 @@ impl ResolvesServerCert for CertStore {
 
 /// The rustls server configuration: TLS 1.2 and 1.3 only, ALPN `h2` then
 /// `http/1.1`, certificates from `store`.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+pub(crate) fn server_config(
+    store: Arc<CertStore>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
@@ -135,7 +137,7 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>,
 
 /// The client configuration for `https://` upstreams: Mozilla's roots plus
 /// `extra` (a private CA), TLS 1.2 and 1.3.
-pub fn upstream_client_config(
+pub(crate) fn upstream_client_config(
     extra: &[CertificateDer<'static>],
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();

@@ -12,34 +12,11 @@
 //! A worker must never block: each one serves its connections alone.
 //! Slow synchronous work (a config reload) goes to `spawn_blocking`.
 
-use std::cell::Cell;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
-
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The worker running on this thread: 0 for the accept loop's thread and
-/// for any thread that is not a worker.
-pub fn index() -> usize {
-    INDEX.with(Cell::get)
-}
-
-/// How long a stopping worker waits for blocking work it started (a file
-/// read, a DNS lookup) before leaving it behind: the shutdown grace is over
-/// by then, and a hung mount must not hang the exit.
-pub const BLOCKING_WAIT: Duration = Duration::from_secs(1);
-
-/// How many workers to run when not told: one per core this process may
-/// use (the affinity mask and cgroup quota count, as in
-/// [`std::thread::available_parallelism`]).
-pub fn default_count() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
 
 /// The worker threads beyond the caller's. Dropping this (or calling
 /// [`Workers::stop`]) ends them; whatever tasks they still hold are dropped
@@ -52,6 +29,18 @@ pub struct Workers {
 }
 
 impl Workers {
+    /// How long a stopping worker waits for blocking work it started (a file
+    /// read, a DNS lookup) before leaving it behind: the shutdown grace is over
+    /// by then, and a hung mount must not hang the exit.
+    pub const BLOCKING_WAIT: Duration = Duration::from_secs(1);
+
+    /// How many workers to run when not told: one per core this process may
+    /// use (the affinity mask and cgroup quota count, as in
+    /// [`std::thread::available_parallelism`]).
+    pub fn default_count() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
     /// Start `extra` worker threads, numbered 1 to `extra`, each running a
     /// single-threaded runtime until stopped.
     pub fn start(extra: usize) -> std::io::Result<Workers> {
@@ -70,14 +59,13 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("pg-worker-{index}"))
                 .spawn(move || {
-                    INDEX.with(|cell| cell.set(index));
                     // Tasks spawned through the handle run while this
                     // thread is inside `block_on`. A dropped sender also
                     // ends the wait.
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
-                    runtime.shutdown_timeout(BLOCKING_WAIT);
+                    runtime.shutdown_timeout(Self::BLOCKING_WAIT);
                 })?;
             workers.threads.push(thread);
         }
@@ -109,19 +97,23 @@ mod tests {
     fn tasks_run_on_their_own_worker() {
         let workers = Workers::start(2).expect("start");
         assert_eq!(workers.handles().len(), 2);
-        let seen: Vec<usize> = workers
+        let seen: Vec<Option<String>> = workers
             .handles()
             .iter()
             .map(|handle| {
                 let (tx, rx) = channel();
                 handle.spawn(async move {
-                    let _ = tx.send(index());
+                    let name = std::thread::current().name().map(str::to_owned);
+                    let _ = tx.send(name);
                 });
                 rx.recv_timeout(Duration::from_secs(5)).expect("task ran")
             })
             .collect();
-        assert_eq!(seen, vec![1, 2]);
-        assert_eq!(index(), 0, "the test thread is not a worker");
+        let names = [
+            Some("pg-worker-1".to_owned()),
+            Some("pg-worker-2".to_owned()),
+        ];
+        assert_eq!(seen, names);
         workers.stop();
     }
 

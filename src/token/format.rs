@@ -25,11 +25,11 @@ use crate::token::keys::{is_valid_key_id, Purpose, SecretRing, TokenKey};
 pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// The version tag that starts every token of this format, with its dot.
-pub const VERSION_PREFIX: &str = "pg1.";
+pub(crate) const VERSION_PREFIX: &str = "pg1.";
 
 /// The version tag of session cookies: the same layout as tokens, under a
 /// key derived for [`Purpose::Session`].
-pub const SESSION_PREFIX: &str = "pgs1.";
+pub(crate) const SESSION_PREFIX: &str = "pgs1.";
 
 /// The clear prefix of each kind of sealed claims.
 const fn prefix(purpose: Purpose) -> &'static str {
@@ -106,10 +106,12 @@ impl Claims {
 /// Why an identity cannot go into a token; the caller names the field.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityError {
-    /// See [`is_plausible_email`].
+    /// The email is not one unambiguous identity: it must be at most 254
+    /// bytes of visible ASCII, with exactly one `@`, a non-empty local part
+    /// and a dotted domain, and none of `,;<>"()[]\`.
     #[error("is not a valid email address")]
     Email,
-    /// See [`is_valid_user_id`].
+    /// The user id does not match `^[a-zA-Z0-9:_-]{1,255}$`.
     #[error("must match ^[a-zA-Z0-9:_-]{{1,255}}$")]
     UserId,
 }
@@ -151,14 +153,26 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
     /// The authenticated claims (email lower-cased).
-    pub claims: Claims,
+    pub(crate) claims: Claims,
     /// Id of the secret whose key verified the token.
-    pub key_id: Box<str>,
+    pub(crate) key_id: Box<str>,
     /// A token or a session cookie: each is only ever honoured as what it
     /// was opened as, cached or not.
-    pub purpose: Purpose,
+    pub(crate) purpose: Purpose,
     /// [`TokenKey::fingerprint`] of the key that opened it.
-    pub key_fingerprint: [u8; 16],
+    pub(crate) key_fingerprint: [u8; 16],
+}
+
+impl Opened {
+    /// The authenticated claims.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The id of the secret whose key opened it.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
 }
 
 /// Mints a token for `claims` under `key`, with a fresh random nonce from the
@@ -180,7 +194,7 @@ pub fn mint(key: &TokenKey, claims: &Claims) -> String {
 ///
 /// # Panics
 /// If the operating system's random number generator fails.
-pub fn mint_session(key: &TokenKey, claims: &Claims) -> String {
+pub(crate) fn mint_session(key: &TokenKey, claims: &Claims) -> String {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     seal(Purpose::Session, key, claims, &nonce)
@@ -188,14 +202,15 @@ pub fn mint_session(key: &TokenKey, claims: &Claims) -> String {
 
 /// Opens a session cookie value sealed by [`mint_session`]; errors as
 /// [`open`].
-pub fn open_session(ring: &SecretRing, session: &str) -> Result<Opened, TokenError> {
+pub(crate) fn open_session(ring: &SecretRing, session: &str) -> Result<Opened, TokenError> {
     unseal(Purpose::Session, ring, session)
 }
 
 /// Mints with a caller-chosen nonce: for test vectors only; never use a
 /// chosen nonce in production (a repeated nonce breaks the AEAD).
 #[doc(hidden)]
-pub fn mint_with_nonce(key: &TokenKey, claims: &Claims, nonce: &[u8; NONCE_LEN]) -> String {
+#[cfg(test)]
+pub(crate) fn mint_with_nonce(key: &TokenKey, claims: &Claims, nonce: &[u8; NONCE_LEN]) -> String {
     seal(Purpose::Token, key, claims, nonce)
 }
 
@@ -243,7 +258,7 @@ const MAX_EMAIL: usize = 254;
 /// a dotted domain, and none of the characters that separate addresses or
 /// quote them in headers (`,;<>"()[]\` and spaces). Deliverability is the
 /// customer's backend's business.
-pub fn is_plausible_email(email: &str) -> bool {
+pub(crate) fn is_plausible_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
@@ -261,7 +276,7 @@ pub fn is_plausible_email(email: &str) -> bool {
 }
 
 /// Whether `id` matches `^[a-zA-Z0-9:_-]{1,255}$`.
-pub fn is_valid_user_id(id: &str) -> bool {
+pub(crate) fn is_valid_user_id(id: &str) -> bool {
     (1..=255).contains(&id.len())
         && id
             .bytes()
@@ -272,8 +287,8 @@ pub fn is_valid_user_id(id: &str) -> bool {
 /// checks). In order: length limit, then header split (unknown version or
 /// malformed id → `Malformed`, unconfigured id → `UnknownKey`), base64url
 /// decode, AEAD open with the header as associated data (`Rejected`), JSON
-/// parse and identity checks (`BadClaims`: see [`is_plausible_email`] and
-/// [`is_valid_user_id`]). The email is lower-cased again (defence in depth).
+/// parse and identity checks (`BadClaims`: an implausible email or user
+/// id, as [`IdentityError`] describes). The email is lower-cased again (defence in depth).
 pub fn open(ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
     unseal(Purpose::Token, ring, token)
 }
@@ -348,7 +363,7 @@ impl Opened {
     /// freshly opened or a cached token: the key must still be configured
     /// with the same value (`UnknownKey`) and live (`ExpiredKey`), then
     /// [`Claims::check_time`].
-    pub fn check(
+    pub(crate) fn check(
         &self,
         ring: &SecretRing,
         now: SystemTime,

@@ -18,7 +18,7 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 const HKDF_SALT: &[u8] = b"portal-gate";
 
 /// Longest accepted secret id; ids appear in every token's clear header.
-pub const MAX_KEY_ID_LEN: usize = 64;
+pub(crate) const MAX_KEY_ID_LEN: usize = 64;
 
 /// Why a secret ring could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ impl fmt::Debug for SecretSpec {
 /// What a derived key is for; each purpose has its own HKDF `info`, so keys
 /// for different purposes are independent even though they share a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// Encrypting and authenticating `pg1` tokens.
     Token,
     /// Encrypting and authenticating `pgs1` session cookies.
@@ -79,7 +79,7 @@ pub enum Purpose {
 
 impl Purpose {
     /// The HKDF `info` string for this purpose.
-    pub const fn info(self) -> &'static [u8] {
+    pub(crate) const fn info(self) -> &'static [u8] {
         match self {
             Purpose::Token => b"portal-gate/v1/token",
             Purpose::Session => b"portal-gate/v1/session",
@@ -152,7 +152,7 @@ impl TokenKey {
     /// Which secret value this key came from (not the value, nor enough to
     /// find it): what a token opened by this key remembers, so that a
     /// cached token stops verifying once its id holds another value.
-    pub fn fingerprint(&self) -> [u8; 16] {
+    pub(crate) fn fingerprint(&self) -> [u8; 16] {
         self.fingerprint
     }
 
@@ -291,7 +291,7 @@ impl SecretRing {
     /// A short keyed hash of `email` for logs: the same user gives the same
     /// pseudonym (under the primary secret), and nobody without the secret
     /// can tell whose it is.
-    pub fn pseudonym(&self, email: &str) -> String {
+    pub(crate) fn pseudonym(&self, email: &str) -> String {
         let key = &self.entries[self.primary].pseudonym_key;
         let digest = Sha256::new()
             .chain_update(key)
@@ -304,7 +304,7 @@ impl SecretRing {
     /// Whether both rings hold the same secret under `id` (a reload that
     /// keeps an id but changes its value must not keep what the old value
     /// opened).
-    pub fn same_secret_as(&self, other: &SecretRing, id: &str) -> bool {
+    pub(crate) fn same_secret_as(&self, other: &SecretRing, id: &str) -> bool {
         let digest = |ring: &SecretRing| {
             ring.entries
                 .iter()
@@ -330,7 +330,7 @@ impl SecretRing {
     /// secret (past its `not_after`) neither mints nor verifies, and the
     /// time taken does not tell a retired secret from a wrong one. Digests
     /// are compared, so the lengths of the secrets do not leak either.
-    pub fn verify_bearer(&self, presented: &[u8], now: SystemTime) -> Option<&str> {
+    pub(crate) fn verify_bearer(&self, presented: &[u8], now: SystemTime) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = Choice::from(0);
         let mut index: u64 = 0;

@@ -9,28 +9,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 
 /// Any error a body can fail with while streaming.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A response body: a streamed upstream body or a small buffer of ours.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-/// A body holding `bytes`.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
 
 /// Box any body whose error converts into [`BoxError`].
-pub fn boxed<B>(body: B) -> Body
+pub(crate) fn boxed<B>(body: B) -> Body
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -40,14 +28,14 @@ where
 
 /// What to do once a body has yielded its last frame; dropped undone when
 /// the body is dropped before its end.
-pub trait AtEnd {
+pub(crate) trait AtEnd {
     /// The body ended.
     fn at_end(self);
 }
 
 /// `inner`, which does [`AtEnd::at_end`] once it has yielded its last frame
 /// (at once when it is empty from the start).
-pub struct OnEnd<B, E> {
+pub(crate) struct OnEnd<B, E> {
     inner: B,
     at_end: Option<E>,
 }
@@ -62,7 +50,7 @@ impl<B, E> std::fmt::Debug for OnEnd<B, E> {
 
 impl<B: http_body::Body + Unpin, E: AtEnd> OnEnd<B, E> {
     /// Wrap `inner`.
-    pub fn new(inner: B, at_end: E) -> OnEnd<B, E> {
+    pub(crate) fn new(inner: B, at_end: E) -> OnEnd<B, E> {
         let mut body = OnEnd {
             inner,
             at_end: Some(at_end),
@@ -111,9 +99,42 @@ impl<B: http_body::Body + Unpin, E: AtEnd + Unpin> http_body::Body for OnEnd<B, 
     }
 }
 
+/// Bodies for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::sync::mpsc;
+
+    /// A body the test feeds piece by piece; it ends when the sender goes.
+    #[derive(Debug)]
+    pub(crate) struct Fed(mpsc::UnboundedReceiver<Bytes>);
+
+    impl http_body::Body for Fed {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|piece| piece.map(|b| Ok(http_body::Frame::data(b))))
+        }
+    }
+
+    /// A fed body and the sender that feeds it.
+    pub(crate) fn fed() -> (mpsc::UnboundedSender<Bytes>, Fed) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, Fed(rx))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::{Empty, Full};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 

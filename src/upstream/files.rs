@@ -47,11 +47,11 @@ use http_body_util::Full;
 use tokio::io::AsyncReadExt;
 
 /// The largest file served by default: 16 MiB.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A static directory served as the upstream.
 #[derive(Debug, Clone)]
-pub struct StaticDir {
+pub(crate) struct StaticDir {
     /// Canonical path of the directory; every served file must resolve
     /// under it.
     root: PathBuf,
@@ -68,7 +68,7 @@ enum Target {
 
 impl StaticDir {
     /// Canonicalize the root at startup; error if it is not a directory.
-    pub fn new(root: impl Into<PathBuf>) -> io::Result<StaticDir> {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> io::Result<StaticDir> {
         let root = std::fs::canonicalize(root.into())?;
         if !std::fs::metadata(&root)?.is_dir() {
             return Err(io::Error::new(
@@ -82,20 +82,22 @@ impl StaticDir {
         })
     }
 
+    #[cfg(test)]
     /// Change the largest file served (default [`MAX_FILE_BYTES`]).
-    pub fn with_max_file_bytes(mut self, max: u64) -> StaticDir {
+    pub(crate) fn with_max_file_bytes(mut self, max: u64) -> StaticDir {
         self.max_file_bytes = max;
         self
     }
 
+    #[cfg(test)]
     /// The canonical root directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Serve a request for `path` (normalized by [`crate::access::path::normalize`]);
     /// `query` is only used to keep it in the trailing-slash redirect.
-    pub async fn serve(
+    pub(crate) async fn serve(
         &self,
         method: &http::Method,
         path: &str,

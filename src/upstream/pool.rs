@@ -29,11 +29,11 @@ use crate::upstream::body::{AtEnd, OnEnd};
 use crate::upstream::upload::Upload;
 
 /// Idle connections kept per worker at most; more are closed.
-pub const MAX_IDLE_PER_WORKER: usize = 512;
+pub(crate) const MAX_IDLE_PER_WORKER: usize = 512;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     /// No TCP connection to the upstream.
     #[error("cannot connect to the upstream: {0}")]
     Connect(std::io::Error),
@@ -52,7 +52,7 @@ struct Idle {
 }
 
 /// The pool of one plain-HTTP upstream.
-pub struct Http1Pool {
+pub(crate) struct Http1Pool {
     /// `host:port` (80 when the URL has no port), to connect to.
     address: String,
     /// The upstream's `Host`.
@@ -76,7 +76,7 @@ impl std::fmt::Debug for Http1Pool {
 
 impl Http1Pool {
     /// A pool for `authority` (with its port), one idle stack per worker.
-    pub fn new(
+    pub(crate) fn new(
         authority: &Authority,
         connect_timeout: Duration,
         idle_timeout: Duration,
@@ -100,13 +100,16 @@ impl Http1Pool {
     }
 
     /// Send `request`, whose URI is its target (path and query), with the
-    /// upstream's `Host`, and return the response, whose body puts the
-    /// connection back when it ends, unless the request had a body.
-    pub async fn send(
+    /// upstream's `Host`, on a connection of `worker`'s stack (the worker
+    /// thread the client connection runs on), and return the response,
+    /// whose body puts the connection back when it ends, unless the
+    /// request had a body.
+    pub(crate) async fn send(
         self: &Arc<Self>,
         request: Request<Upload>,
+        worker: usize,
     ) -> Result<Response<Pooled>, PoolError> {
-        let worker = crate::server::workers::index() % self.idle.len();
+        let worker = worker % self.idle.len();
         let (mut parts, body) = request.into_parts();
         parts.headers.insert(header::HOST, self.host.clone());
         let reusable = body.is_empty();
@@ -216,12 +219,12 @@ impl Http1Pool {
 }
 
 /// An upstream response body that puts its connection back at its end.
-pub type Pooled = OnEnd<Incoming, Lease>;
+pub(crate) type Pooled = OnEnd<Incoming, Lease>;
 
 /// A connection out of the pool, and how to put it back: at the end of its
 /// response body, if its request had no body (otherwise the connection
 /// closes once its exchange ends).
-pub struct Lease {
+pub(crate) struct Lease {
     pool: Arc<Http1Pool>,
     worker: usize,
     sender: SendRequest<Upload>,

@@ -10,9 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -21,8 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::access::reason::Reason;
 use crate::config::{UpstreamConfig, UpstreamTarget};
-use crate::http::respond::Reason;
+use crate::http::phases::{may_carry_body, ProxyConn};
 use crate::upstream::body::{self, AtEnd, Body, OnEnd};
 use crate::upstream::files::StaticDir;
 use crate::upstream::pool::{Http1Pool, PoolError};
@@ -30,7 +29,7 @@ use crate::upstream::upload::{Upload, UploadError};
 
 /// Where admitted requests go.
 #[derive(Debug)]
-pub enum Upstream {
+pub(crate) enum Upstream {
     /// A static directory.
     Dir(StaticDir),
     /// A portal host.
@@ -39,21 +38,21 @@ pub enum Upstream {
 
 /// A portal host reached over HTTP or HTTPS with pooled connections.
 #[derive(Debug)]
-pub struct HttpUpstream {
+pub(crate) struct HttpUpstream {
     /// How requests reach it.
     transport: Transport,
     /// How long to wait for the response head.
     timeout: Duration,
     /// One permit per exchange with the upstream, held until its response
     /// body ends: bounds the upstream connections in use.
-    exchanges: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
 }
 
-/// Exchanges with the upstream at once at most, so upstream connections
+/// Requests with the upstream at once at most ("slots"), so upstream connections
 /// in use (one each on HTTP/1.1) stay well inside the descriptor budget
 /// however many client requests are in flight; more wait for a free one,
 /// within the upstream timeout.
-pub const MAX_UPSTREAM_EXCHANGES: usize = 4096;
+pub(crate) const MAX_UPSTREAM_SLOTS: usize = 4096;
 
 /// The connections to the upstream: pooled per worker ([`crate::server::workers`])
 /// either way, so a request uses connections driven by its own thread.
@@ -73,53 +72,10 @@ enum Transport {
 /// hyper-util's pooled client over rustls.
 type TlsClient = Client<HttpsConnector<HttpConnector>, Upload>;
 
-/// A request the gate has admitted, already rewritten for the upstream
-/// except for its target.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// The request, with cleaned headers; its URI is replaced here.
-    pub request: Request<Incoming>,
-    /// The normalized path, then `?` and the query without token
-    /// parameters if one is left: built once, moved into the URI as is.
-    pub target: String,
-    /// Where the path ends in `target`.
-    pub path_len: usize,
-    /// Whether the request's method may carry a body (GET and HEAD may
-    /// not: theirs was refused if it had one, and is never read).
-    pub body_allowed: bool,
-    /// Time the client has for the start of its body, and the longest
-    /// pause in the rest (`limits.body_timeout`).
-    pub body_timeout: Duration,
-}
-
-impl Outgoing {
-    /// The target for `path` (normalized) and `query`, and the path's
-    /// length in it: one allocation.
-    pub fn target(path: &str, query: Option<&str>) -> (String, usize) {
-        let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
-        target.push_str(path);
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
-        (target, path.len())
-    }
-
-    /// The normalized path.
-    pub fn path(&self) -> &str {
-        &self.target[..self.path_len]
-    }
-
-    /// The query, if any is left.
-    pub fn query(&self) -> Option<&str> {
-        self.target.get(self.path_len + 1..)
-    }
-}
-
 impl Upstream {
     /// Build the upstream from its config, with a connection pool for
     /// each of `workers` worker threads.
-    pub fn new(config: &UpstreamConfig, workers: usize) -> std::io::Result<Upstream> {
+    pub(crate) fn new(config: &UpstreamConfig, workers: usize) -> std::io::Result<Upstream> {
         match &config.target {
             UpstreamTarget::Dir(dir) => Ok(Upstream::Dir(StaticDir::new(dir)?)),
             UpstreamTarget::Url(url) => Ok(Upstream::Http(Box::new(HttpUpstream::new(
@@ -128,22 +84,23 @@ impl Upstream {
         }
     }
 
-    /// Send `outgoing` upstream and return the response to pass back.
-    /// `inflight` is the client connection's own limit on requests with
-    /// the upstream at once.
-    pub async fn forward(
+    /// Send an admitted `request` (its target the normalized path and
+    /// query, its headers cleaned) upstream, for the client connection
+    /// `conn`, and return the response to pass back. `body_timeout` bounds
+    /// the arrival of the request body ([`crate::upstream::upload`]).
+    pub(crate) async fn forward(
         &self,
-        outgoing: Outgoing,
-        inflight: &Arc<Semaphore>,
+        request: Request<Incoming>,
+        body_timeout: Duration,
+        conn: &ProxyConn,
     ) -> Result<Response<Body>, Reason> {
         match self {
             Upstream::Dir(dir) => {
-                let response = dir
-                    .serve(outgoing.request.method(), outgoing.path(), outgoing.query())
-                    .await;
+                let uri = request.uri();
+                let response = dir.serve(request.method(), uri.path(), uri.query()).await;
                 Ok(response.map(body::boxed))
             }
-            Upstream::Http(http) => http.forward(outgoing, inflight).await,
+            Upstream::Http(http) => http.forward(request, body_timeout, conn).await,
         }
     }
 }
@@ -176,98 +133,89 @@ impl HttpUpstream {
         Ok(HttpUpstream {
             transport,
             timeout: config.timeout,
-            exchanges: Arc::new(Semaphore::new(MAX_UPSTREAM_EXCHANGES)),
+            slots: Arc::new(Semaphore::new(MAX_UPSTREAM_SLOTS)),
         })
     }
 
     /// Forward in three steps: the start of the request body, read before
     /// anything is held for the upstream (within `limits.body_timeout`, see
-    /// [`crate::upstream::upload`]); a share of the client connection's in-flight
-    /// limit (within `upstream.timeout`); then an exchange, a connection
-    /// and the response head (within `upstream.timeout` again).
+    /// [`crate::upstream::upload`]); a share of the client connection's
+    /// in-flight limit (within `upstream.timeout`); then an upstream slot,
+    /// a connection and the response head (within `upstream.timeout`
+    /// again).
     async fn forward(
         &self,
-        outgoing: Outgoing,
-        inflight: &Arc<Semaphore>,
+        request: Request<Incoming>,
+        body_timeout: Duration,
+        conn: &ProxyConn,
     ) -> Result<Response<Body>, Reason> {
-        let Outgoing {
-            request,
-            target,
-            body_allowed,
-            body_timeout,
-            ..
-        } = outgoing;
         let (mut parts, body) = request.into_parts();
-        let body = match body_allowed {
+        let body = match may_carry_body(&parts.method) {
             true => Upload::read(body, body_timeout)
                 .await
                 .map_err(|error| upload_refusal(&error))?,
             false => Upload::empty(),
         };
-        let inflight = tokio::time::timeout(self.timeout, Arc::clone(inflight).acquire_owned())
+        let inflight = Arc::clone(&conn.inflight).acquire_owned();
+        let inflight = tokio::time::timeout(self.timeout, inflight)
             .await
             .map_err(|_elapsed| Reason::UpstreamTimeout)?
             .map_err(|_closed| Reason::Internal)?;
-        // The target's bytes move into the URI without another copy.
-        let target = PathAndQuery::from_maybe_shared(Bytes::from(target))
-            .map_err(|_| Reason::BadRequest("the request target cannot be forwarded"))?;
         // HTTP/1.1 or HTTP/2 is the connection's choice; on HTTP/1.1 `Host`
         // is the upstream's (the client's Host went into X-Forwarded-Host).
         parts.version = Version::HTTP_11;
         let exchange = async {
-            // Waiting for a free exchange counts against the same timeout.
-            let permit = Arc::clone(&self.exchanges)
+            // Waiting for a free slot counts against the same timeout.
+            let slot = Arc::clone(&self.slots)
                 .acquire_owned()
                 .await
                 .map_err(|_| Failure::Closed)?;
             // Boxed once, with the permits that live as long as the body.
-            let exchange = Exchange {
-                _exchange: permit,
+            let held = Held {
+                _slot: slot,
                 _inflight: inflight,
             };
-            Ok(match &self.transport {
-                Transport::Plain(pool) => {
-                    parts.uri = Uri::from(target);
-                    let request = Request::from_parts(parts, body);
-                    let response = pool.send(request).await.map_err(Failure::Pool)?;
-                    response.map(|body| body::boxed(OnEnd::new(body, exchange)))
-                }
-                Transport::Tls { clients, base } => {
-                    let mut uri = base.clone().into_parts();
-                    uri.path_and_query = Some(target);
-                    parts.uri = Uri::from_parts(uri).map_err(|_| Failure::Target)?;
-                    if !body.is_empty() {
-                        // Never back to the pool on HTTP/1.1 (see
-                        // `crate::upstream::pool`); hyper drops the field on HTTP/2,
-                        // whose streams cannot leave bytes behind.
-                        parts
-                            .headers
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    let request = Request::from_parts(parts, body);
-                    let client = &clients[crate::server::workers::index() % clients.len()];
-                    let response = client.request(request).await.map_err(Failure::Client)?;
-                    response.map(|body| body::boxed(OnEnd::new(body, exchange)))
-                }
-            })
+            let response = self.send(parts, body, conn.worker).await?;
+            Ok::<_, Failure>(response.map(|body| body::boxed(OnEnd::new(body, held))))
         };
-        let sent = tokio::time::timeout(self.timeout, exchange).await;
-        match sent {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Err(_elapsed) => Err(Reason::UpstreamTimeout),
-            Ok(Err(Failure::Closed | Failure::Target)) => Err(Reason::Internal),
-            Ok(Err(failure)) => match failure.upload_error() {
-                // The client's own body broke or stalled: the client's
-                // fault, not the upstream's.
-                Some(error) => {
-                    tracing::debug!(%error, "request body failed while forwarding");
-                    Err(upload_refusal(error))
-                }
-                None => {
-                    tracing::warn!(error = %failure, connect = failure.is_connect(), "upstream request failed");
-                    Err(Reason::UpstreamUnavailable)
-                }
-            },
+            Ok(Err(failure)) => Err(failure.refusal()),
             Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Send on the transport: the gate's pool for `http://`, hyper-util's
+    /// client for `https://`, each the one of `worker`.
+    async fn send(
+        &self,
+        mut parts: http::request::Parts,
+        body: Upload,
+        worker: usize,
+    ) -> Result<Response<body::Body>, Failure> {
+        match &self.transport {
+            Transport::Plain(pool) => {
+                let request = Request::from_parts(parts, body);
+                let response = pool.send(request, worker).await.map_err(Failure::Pool)?;
+                Ok(response.map(body::boxed))
+            }
+            Transport::Tls { clients, base } => {
+                let mut uri = base.clone().into_parts();
+                uri.path_and_query = parts.uri.path_and_query().cloned();
+                parts.uri = Uri::from_parts(uri).map_err(|_| Failure::Target)?;
+                if !body.is_empty() {
+                    // Never back to the pool on HTTP/1.1 (see
+                    // `crate::upstream::pool`); hyper drops the field on
+                    // HTTP/2, whose streams cannot leave bytes behind.
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                let request = Request::from_parts(parts, body);
+                let client = &clients[worker % clients.len()];
+                let response = client.request(request).await.map_err(Failure::Client)?;
+                Ok(response.map(body::boxed))
+            }
         }
     }
 }
@@ -318,14 +266,14 @@ enum Failure {
 
 /// What a request holds while it is with the upstream, given back when its
 /// response body ends or is dropped.
-struct Exchange {
-    /// One of the exchanges every client shares.
-    _exchange: OwnedSemaphorePermit,
+struct Held {
+    /// One of the upstream slots every client shares.
+    _slot: OwnedSemaphorePermit,
     /// The client connection's share (`limits.max_inflight_per_connection`).
     _inflight: OwnedSemaphorePermit,
 }
 
-impl AtEnd for Exchange {
+impl AtEnd for Held {
     fn at_end(self) {
         drop(self);
     }
@@ -340,6 +288,26 @@ impl Failure {
             }
             Failure::Client(error) => error.is_connect(),
             Failure::Closed | Failure::Target => false,
+        }
+    }
+
+    /// The refusal for this failure: the client's body (400, 408), the
+    /// gate's own limits (500), or the upstream (502).
+    fn refusal(&self) -> Reason {
+        if matches!(self, Failure::Closed | Failure::Target) {
+            return Reason::Internal;
+        }
+        match self.upload_error() {
+            // The client's own body broke or stalled: the client's fault,
+            // not the upstream's.
+            Some(error) => {
+                tracing::debug!(%error, "request body failed while forwarding");
+                upload_refusal(error)
+            }
+            None => {
+                tracing::warn!(error = %self, connect = self.is_connect(), "upstream request failed");
+                Reason::UpstreamUnavailable
+            }
         }
     }
 

@@ -29,11 +29,11 @@ use crate::upstream::body::BoxError;
 
 /// The most bytes of a body the gate reads before it takes an upstream
 /// exchange (nginx's `client_body_buffer_size` is the same on 64-bit).
-pub const BUFFERED_BODY: usize = 16 * 1024;
+pub(crate) const BUFFERED_BODY: usize = 16 * 1024;
 
 /// Why a request body could not be forwarded.
 #[derive(Debug, thiserror::Error)]
-pub enum UploadError {
+pub(crate) enum UploadError {
     /// The client sent nothing more for `limits.body_timeout`.
     #[error("the request body stalled")]
     Stalled,
@@ -45,7 +45,7 @@ pub enum UploadError {
 /// A request body for the upstream: none, read whole, or read in part and
 /// streaming the rest.
 #[derive(Debug)]
-pub struct Upload<B = Incoming> {
+pub(crate) struct Upload<B = Incoming> {
     /// The pieces read already, in order.
     read: VecDeque<Bytes>,
     /// The rest of a body longer than [`BUFFERED_BODY`].
@@ -68,7 +68,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// No body at all.
-    pub fn empty() -> Upload<B> {
+    pub(crate) fn empty() -> Upload<B> {
         Upload {
             read: VecDeque::new(),
             rest: None,
@@ -77,14 +77,14 @@ where
 
     /// Whether there is no body: a connection that carried this request
     /// may carry another, as no byte of it can be left unread upstream.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.read.is_empty() && self.rest.is_none()
     }
 
     /// Read `body` up to [`BUFFERED_BODY`] bytes (or its end) within
     /// `timeout`; the rest, if any, streams with pauses of at most
     /// `timeout`.
-    pub async fn read(mut body: B, timeout: Duration) -> Result<Upload<B>, UploadError> {
+    pub(crate) async fn read(mut body: B, timeout: Duration) -> Result<Upload<B>, UploadError> {
         let mut read = VecDeque::new();
         let mut len = 0;
         let deadline = Instant::now() + timeout;
@@ -190,32 +190,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::body::testing::fed;
     use http_body_util::Full;
-    use std::convert::Infallible;
-    use tokio::sync::mpsc;
-
-    /// A body the test feeds piece by piece; it ends when the sender goes.
-    #[derive(Debug)]
-    struct Fed(mpsc::UnboundedReceiver<Bytes>);
-
-    impl Body for Fed {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            self.0
-                .poll_recv(cx)
-                .map(|piece| piece.map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    fn fed() -> (mpsc::UnboundedSender<Bytes>, Fed) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (tx, Fed(rx))
-    }
 
     const PAUSE: Duration = Duration::from_secs(10);
 

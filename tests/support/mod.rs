@@ -16,8 +16,8 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portal_gate::token::keys::{SecretRing, SecretSpec};
 use portal_gate::token::{self, Claims};
+use portal_gate::token::{SecretRing, SecretSpec};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -401,9 +401,16 @@ pub fn token_with(
     token::mint(ring.primary(), &claims)
 }
 
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
 /// A valid token for `email`, minted with the test secret.
 pub fn token_for(email: &str) -> String {
-    let now = portal_gate::access::decision::unix_now();
+    let now = unix_now();
     token_with(SECRET, "k1", email, ACCOUNT, now, now + 300)
 }
 

@@ -3,11 +3,12 @@
 //! opening it gives back its claims, and each invalid token fails with the
 //! named error.
 
-use portal_gate::token::keys::{SecretRing, SecretSpec};
-use portal_gate::token::{self, Claims};
 use serde_json::Value;
 
-const VECTORS: &str = include_str!("vectors/tokens.json");
+use crate::token::format::{self as token, mint_with_nonce, Claims};
+use crate::token::keys::{SecretRing, SecretSpec};
+
+const VECTORS: &str = include_str!("../../tests/vectors/tokens.json");
 
 fn vectors(kind: &str) -> Vec<Value> {
     let doc: Value = serde_json::from_str(VECTORS).expect("tokens.json is valid JSON");
@@ -47,8 +48,7 @@ fn valid_vectors_mint_byte_for_byte() {
     for vector in vectors("valid") {
         let ring = ring_for(&vector);
         let claims: Claims = serde_json::from_value(vector["claims"].clone()).expect("claims");
-        let minted =
-            token::mint_with_nonce(ring.primary(), &claims, &nonce(text(&vector, "nonce_hex")));
+        let minted = mint_with_nonce(ring.primary(), &claims, &nonce(text(&vector, "nonce_hex")));
         assert_eq!(minted, text(&vector, "token"), "{}", vector["claims"]);
     }
 }
