@@ -105,6 +105,9 @@ pub(crate) enum UpstreamTarget {
     Dir(PathBuf),
     /// Forward to a portal host over HTTP or HTTPS.
     Url(http::Uri),
+    /// No `[upstream]`: the gate guards an application in-process
+    /// ([`crate::GateLayer`]); the proxy refuses to start without one.
+    None,
 }
 
 /// The upstream and how long the gate waits for it.
@@ -438,6 +441,21 @@ impl Config {
         compile::parse(text, path)
     }
 
+    /// An error unless the config has an `[upstream]`: the proxy needs
+    /// somewhere to forward to (a config for [`crate::GateLayer`] alone
+    /// need not have one).
+    pub fn require_upstream(&self) -> Result<(), ConfigError> {
+        match self.upstream.target {
+            UpstreamTarget::None => Err(ConfigError {
+                file: self.source.clone(),
+                line: None,
+                key: Some("upstream".to_string()),
+                message: "the proxy needs an [upstream] with `dir` or `url`".to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Lines describing the config for `portal-gate check`: the upstream,
     /// the rules in precedence order, the secrets by id only.
     pub fn summary(&self) -> String {
@@ -451,6 +469,12 @@ impl Config {
             }
             UpstreamTarget::Url(url) => {
                 let _ = writeln!(out, "upstream: {url}");
+            }
+            UpstreamTarget::None => {
+                let _ = writeln!(
+                    out,
+                    "upstream: none (for GateLayer only; `serve` needs one)"
+                );
             }
         }
         let _ = writeln!(out, "account:  {}", self.verification.account_id);

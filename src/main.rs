@@ -129,6 +129,7 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    config.require_upstream()?;
     init_logging(args.log_format, args.log_level.as_deref())?;
     let addr = args.listen.unwrap_or(config.listen());
     let scheme = if config.uses_tls() { "https" } else { "http" };

@@ -244,10 +244,19 @@ fn networks(
 
 fn compile_upstream(
     at: &Locator<'_>,
-    raw: &Spanned<RawUpstream>,
+    raw: &Option<Spanned<RawUpstream>>,
     base: &Path,
     watched: &mut Vec<WatchedFile>,
 ) -> Result<UpstreamConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(UpstreamConfig {
+            target: UpstreamTarget::None,
+            ca_certs: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            pool_idle_timeout: Duration::from_secs(4),
+        });
+    };
     let up = raw.get_ref();
     let target = match (&up.dir, &up.url) {
         (Some(dir), None) => {

@@ -28,7 +28,7 @@ pub(super) struct RawConfig {
     pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
     pub(super) log_user_email: bool,
-    pub(super) upstream: Spanned<RawUpstream>,
+    pub(super) upstream: Option<Spanned<RawUpstream>>,
     pub(super) verification: Spanned<RawVerification>,
     #[serde(default)]
     pub(super) secrets: Vec<Spanned<RawSecret>>,

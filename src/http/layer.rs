@@ -7,7 +7,8 @@
 //! logout, the session exchange). A forwarded request reaches the inner
 //! service with its path normalized, no credential, and the verified
 //! [`Identity`] in its extensions (and in `X-Forwarded-Email` and
-//! `X-Forwarded-User`); the inner service's answer gets the proxy's
+//! `X-Forwarded-User`), and the host the client asked for as `Host`; the
+//! inner service's answer gets the proxy's
 //! response filter (no `Set-Cookie` touching the session; a verified page
 //! private and revalidated; the framing policy).
 //!
@@ -117,7 +118,8 @@ where
                     phases::frame_policy(&config, answer.headers_mut());
                     Ok(answer)
                 }
-                Admission::Forward(request) => {
+                Admission::Forward(mut request) => {
+                    restore_host(&mut request);
                     let verified = request.extensions().get::<Identity>().is_some();
                     let mut response = inner.call(request).await?.map(Either::Right);
                     crate::http::headers::filter_response(response.headers_mut(), verified);
@@ -126,6 +128,15 @@ where
                 }
             }
         })
+    }
+}
+
+/// The application is where the request goes, so it gets the host the
+/// client asked for (checked against `public_hosts`) as `Host`, where the
+/// proxy would give an upstream its own.
+fn restore_host<B>(request: &mut Request<B>) {
+    if let Some(host) = request.headers().get("x-forwarded-host").cloned() {
+        request.headers_mut().insert(http::header::HOST, host);
     }
 }
 

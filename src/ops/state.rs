@@ -165,6 +165,7 @@ impl Gate {
     pub(crate) fn is_ready(&self, now: u64, window: u64) -> bool {
         match &*self.active().upstream {
             Upstream::Dir(_) => true,
+            Upstream::None => false,
             Upstream::Http(_) => self.upstream_health.recent(now, window),
         }
     }

@@ -53,6 +53,9 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let started_with = gate.config();
+    started_with
+        .require_upstream()
+        .map_err(std::io::Error::other)?;
     let tls = match gate.certs() {
         Some(store) => Some(TlsAcceptor::from(
             crate::server::tls::server_config(Arc::clone(store)).map_err(std::io::Error::other)?,

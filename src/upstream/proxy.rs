@@ -34,6 +34,9 @@ pub(crate) enum Upstream {
     Dir(StaticDir),
     /// A portal host.
     Http(Box<HttpUpstream>),
+    /// None: the gate guards an application in-process; the proxy does
+    /// not start without an upstream, so nothing is forwarded here.
+    None,
 }
 
 /// A portal host reached over HTTP or HTTPS with pooled connections.
@@ -77,6 +80,7 @@ impl Upstream {
     /// each of `workers` worker threads.
     pub(crate) fn new(config: &UpstreamConfig, workers: usize) -> std::io::Result<Upstream> {
         match &config.target {
+            UpstreamTarget::None => Ok(Upstream::None),
             UpstreamTarget::Dir(dir) => Ok(Upstream::Dir(StaticDir::new(dir)?)),
             UpstreamTarget::Url(url) => Ok(Upstream::Http(Box::new(HttpUpstream::new(
                 url, config, workers,
@@ -101,6 +105,7 @@ impl Upstream {
                 Ok(response.map(body::boxed))
             }
             Upstream::Http(http) => http.forward(request, body_timeout, conn).await,
+            Upstream::None => Err(Reason::Internal),
         }
     }
 }
