@@ -306,6 +306,24 @@ pub fn token_query(input: &str) {
 /// `request_headers`: header hygiene both ways, and the host reading.
 pub fn request_headers(input: &[u8]) {
     let trusted = input.first().is_some_and(|b| b & 1 == 1);
+    let fields = header_fields(input);
+    let mut upstream = fields.clone();
+    let client = ClientInfo {
+        peer: "192.0.2.7:4000".parse().expect("addr"),
+        proto: "http",
+        trusted,
+    };
+    if headers::prepare_upstream_headers(&mut upstream, client, None, None).is_ok() {
+        no_credential_reaches_the_upstream(&upstream);
+    }
+    let mut answer = fields;
+    headers::filter_response(&mut answer, true);
+    a_verified_answer_is_private_and_leaves_the_session(&answer);
+}
+
+/// One field per `name: value` line; every value that reads as a plain
+/// host is checked as one.
+fn header_fields(input: &[u8]) -> HeaderMap {
     let mut fields = HeaderMap::new();
     for line in input.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -319,68 +337,61 @@ pub fn request_headers(input: &[u8]) {
         if let Some(host) = plain_host(value.as_bytes()) {
             let text = host.as_str();
             assert!(!text.contains(['@', ',']), "{text:?}");
-            if let Some((_, port)) = text
-                .rsplit_once(']')
-                .map_or(text, |(_, p)| p)
-                .rsplit_once(':')
-            {
+            let after_host = text.rsplit_once(']').map_or(text, |(_, p)| p);
+            if let Some((_, port)) = after_host.rsplit_once(':') {
                 assert!(port.parse::<u16>().is_ok(), "{text:?}");
             }
         }
         fields.append(name, value);
     }
+    fields
+}
 
-    let mut upstream = fields.clone();
-    let client = ClientInfo {
-        peer: "192.0.2.7:4000".parse().expect("addr"),
-        proto: "http",
-        trusted,
-    };
-    if headers::prepare_upstream_headers(&mut upstream, client, None, None).is_ok() {
-        for value in upstream.get_all(http::header::AUTHORIZATION) {
-            assert!(
-                credential::bearer_token(value.as_bytes()).is_none(),
-                "{value:?}"
-            );
-            let scheme = value.as_bytes().split(|b| *b == b' ' || *b == b'\t').next();
-            assert!(
-                !scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"bearer")),
-                "{value:?}"
-            );
-        }
-        for name in upstream.keys() {
-            let folded = name.as_str().replace('_', "-");
-            assert!(
-                folded != "x-auth-token" && folded != "x-forwarded-email",
-                "{name}"
-            );
-        }
-        let cookies: Vec<_> = upstream.get_all(http::header::COOKIE).iter().collect();
-        assert!(cookies.len() <= 1, "{cookies:?}");
-        for cookie in cookies {
-            for pair in cookie.as_bytes().split(|&b| b == b';' || b == b',') {
-                let name = pair
-                    .split(|&b| b == b'=')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_ascii();
-                let session =
-                    pair.contains(&b'=') && name.eq_ignore_ascii_case(COOKIE_NAME.as_bytes());
-                assert!(!session, "{cookie:?}");
-            }
-        }
-        if let Some(referer) = upstream.get(http::header::REFERER) {
-            let text = referer.to_str().expect("a kept Referer is text");
-            let query = text.split_once('?').map(|(_, q)| q);
-            let none = HeaderMap::new();
-            let found = credential::find_token(query, &none);
-            assert!(matches!(found, Ok((None, _))), "{text:?}: {found:?}");
-            assert!(!text.contains('#'), "{text:?}");
+/// No Bearer `Authorization`, token header, session cookie (in any case,
+/// behind any separator, in more than one `Cookie`), token in a
+/// `Referer`, or client `X-Forwarded-Email`.
+fn no_credential_reaches_the_upstream(upstream: &HeaderMap) {
+    for value in upstream.get_all(http::header::AUTHORIZATION) {
+        let scheme = value.as_bytes().split(|b| *b == b' ' || *b == b'\t').next();
+        let bearer = scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"));
+        assert!(
+            !bearer && credential::bearer_token(value.as_bytes()).is_none(),
+            "{value:?}"
+        );
+    }
+    for name in upstream.keys() {
+        let folded = name.as_str().replace('_', "-");
+        assert!(
+            folded != "x-auth-token" && folded != "x-forwarded-email",
+            "{name}"
+        );
+    }
+    let cookies: Vec<_> = upstream.get_all(http::header::COOKIE).iter().collect();
+    assert!(cookies.len() <= 1, "{cookies:?}");
+    for cookie in cookies {
+        for pair in cookie.as_bytes().split(|&b| b == b';' || b == b',') {
+            let name = pair
+                .split(|&b| b == b'=')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            let session = pair.contains(&b'=') && name.eq_ignore_ascii_case(COOKIE_NAME.as_bytes());
+            assert!(!session, "{cookie:?}");
         }
     }
+    if let Some(referer) = upstream.get(http::header::REFERER) {
+        let text = referer.to_str().expect("a kept Referer is text");
+        let query = text.split_once('?').map(|(_, q)| q);
+        let none = HeaderMap::new();
+        let found = credential::find_token(query, &none);
+        assert!(matches!(found, Ok((None, _))), "{text:?}: {found:?}");
+        assert!(!text.contains('#'), "{text:?}");
+    }
+}
 
-    let mut answer = fields;
-    headers::filter_response(&mut answer, true);
+/// No `Set-Cookie` for the session, and `private` with `no-cache` or
+/// `no-store`.
+fn a_verified_answer_is_private_and_leaves_the_session(answer: &HeaderMap) {
     for cookie in answer.get_all(http::header::SET_COOKIE) {
         let pair = cookie
             .as_bytes()

@@ -130,19 +130,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
-    let listen = match &raw.listen {
-        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-        Some(v) => v.get_ref().parse().map_err(|_| {
-            at.error(
-                v.span(),
-                "listen",
-                format!(
-                    "{:?} is not an address like \"127.0.0.1:8080\"",
-                    v.get_ref()
-                ),
-            )
-        })?,
-    };
+    let listen = compile_listen(&at, raw.listen.as_ref())?;
 
     // Each file is fingerprinted as it is read (see `WatchedFile`).
     let mut watched = vec![WatchedFile::before_reading(path.to_path_buf())];
@@ -153,48 +141,12 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let limits = compile_limits(&at, &raw.limits)?;
     let embed = compile_embed(&at, &raw.embed)?;
     let tls = compile_tls(&at, raw.tls.as_ref(), &base, &mut watched)?;
-    let admin = match &raw.admin {
-        None => None,
-        Some(admin) => {
-            let addr: SocketAddr = admin.listen.get_ref().parse().map_err(|_| {
-                at.error(
-                    admin.listen.span(),
-                    "admin.listen",
-                    format!(
-                        "{:?} is not an address like \"127.0.0.1:9090\"",
-                        admin.listen.get_ref()
-                    ),
-                )
-            })?;
-            if addr == listen && addr.port() != 0 {
-                return Err(at.error(
-                    admin.listen.span(),
-                    "admin.listen",
-                    "must differ from `listen`: the admin endpoints never share the public port",
-                ));
-            }
-            Some(addr)
-        }
-    };
+    let admin = compile_admin(&at, raw.admin.as_ref(), listen)?;
     let trusted_proxies = networks(&at, &raw.trusted_proxies, "trusted_proxies")?;
     let api = Api {
         allowed_sources: networks(&at, &raw.api.allowed_sources, "api.allowed_sources")?,
     };
-    let public_hosts = raw
-        .public_hosts
-        .iter()
-        .map(|entry| {
-            let host = entry.get_ref().trim().to_ascii_lowercase();
-            if host.is_empty() || host.contains(['/', ' ', '@']) {
-                return Err(at.error(
-                    entry.span(),
-                    "public_hosts",
-                    format!("{host:?} is not a host name"),
-                ));
-            }
-            Ok(host)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let public_hosts = compile_public_hosts(&at, &raw.public_hosts)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -217,6 +169,65 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         watched,
         version: version_of(text),
     })
+}
+
+/// `listen`: where the gate listens (127.0.0.1:8080 when not set).
+fn compile_listen(
+    at: &Locator<'_>,
+    raw: Option<&Spanned<String>>,
+) -> Result<SocketAddr, ConfigError> {
+    let Some(v) = raw else {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    };
+    v.get_ref().parse().map_err(|_| {
+        let message = format!(
+            "{:?} is not an address like \"127.0.0.1:8080\"",
+            v.get_ref()
+        );
+        at.error(v.span(), "listen", message)
+    })
+}
+
+/// `[admin] listen`: never the public port.
+fn compile_admin(
+    at: &Locator<'_>,
+    raw: Option<&RawAdmin>,
+    listen: SocketAddr,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(admin) = raw else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = admin.listen.get_ref().parse().map_err(|_| {
+        let text = admin.listen.get_ref();
+        let message = format!("{text:?} is not an address like \"127.0.0.1:9090\"");
+        at.error(admin.listen.span(), "admin.listen", message)
+    })?;
+    if addr == listen && addr.port() != 0 {
+        return Err(at.error(
+            admin.listen.span(),
+            "admin.listen",
+            "must differ from `listen`: the admin endpoints never share the public port",
+        ));
+    }
+    Ok(Some(addr))
+}
+
+/// `public_hosts`: host names, lower-cased.
+fn compile_public_hosts(
+    at: &Locator<'_>,
+    entries: &[Spanned<String>],
+) -> Result<Vec<String>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let host = entry.get_ref().trim().to_ascii_lowercase();
+            if host.is_empty() || host.contains(['/', ' ', '@']) {
+                let message = format!("{host:?} is not a host name");
+                return Err(at.error(entry.span(), "public_hosts", message));
+            }
+            Ok(host)
+        })
+        .collect()
 }
 
 /// A list of IP addresses and CIDR ranges under `key`.
@@ -258,84 +269,13 @@ fn compile_upstream(
         });
     };
     let up = raw.get_ref();
-    let target = match (&up.dir, &up.url) {
-        (Some(dir), None) => {
-            let full = base.join(dir.get_ref());
-            if !full.is_dir() {
-                return Err(at.error(
-                    dir.span(),
-                    "upstream.dir",
-                    format!("{} is not a directory", full.display()),
-                ));
-            }
-            UpstreamTarget::Dir(full)
-        }
-        (None, Some(url)) => {
-            let uri: http::Uri = url
-                .get_ref()
-                .parse()
-                .map_err(|e| at.error(url.span(), "upstream.url", format!("invalid URL: {e}")))?;
-            match (uri.scheme_str(), uri.authority()) {
-                (Some("http" | "https"), Some(_)) => {}
-                _ => {
-                    return Err(at.error(
-                        url.span(),
-                        "upstream.url",
-                        "must be an absolute http:// or https:// URL such as \"http://127.0.0.1:3000\"",
-                    ));
-                }
-            }
-            if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
-                return Err(at.error(
-                    url.span(),
-                    "upstream.url",
-                    "must not have a path or query: the gate forwards the request's own path",
-                ));
-            }
-            UpstreamTarget::Url(uri)
-        }
-        (Some(_), Some(url)) => {
-            return Err(at.error(
-                url.span(),
-                "upstream.url",
-                "set either `dir` or `url`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(at.error(
-                raw.span(),
-                "upstream",
-                "set `dir` (a directory to serve) or `url` (a portal host)",
-            ))
-        }
-    };
-    let positive =
-        |d: Duration, v: &Option<Spanned<String>>, key: &str| -> Result<Duration, ConfigError> {
-            match v {
-                Some(v) if d.is_zero() => Err(at.error(v.span(), key, "must be greater than zero")),
-                _ => Ok(d),
-            }
-        };
-    let connect_timeout = at.duration(
-        &up.connect_timeout,
-        "upstream.connect_timeout",
-        Duration::from_secs(5),
-    )?;
-    let timeout = at.duration(&up.timeout, "upstream.timeout", Duration::from_secs(30))?;
-    let pool_idle_timeout = at.duration(
-        &up.pool_idle_timeout,
-        "upstream.pool_idle_timeout",
-        Duration::from_secs(4),
-    )?;
+    let target = upstream_target(at, raw, base)?;
     let ca_certs = match &up.ca_file {
         None => Vec::new(),
         Some(file) => {
             if !matches!(&target, UpstreamTarget::Url(uri) if uri.scheme_str() == Some("https")) {
-                return Err(at.error(
-                    file.span(),
-                    "upstream.ca_file",
-                    "only applies to an https:// upstream url",
-                ));
+                let message = "only applies to an https:// upstream url";
+                return Err(at.error(file.span(), "upstream.ca_file", message));
             }
             let full = base.join(file.get_ref());
             watched.push(WatchedFile::before_reading(full.clone()));
@@ -343,84 +283,143 @@ fn compile_upstream(
                 .map_err(|e| at.error(file.span(), "upstream.ca_file", e.to_string()))?
         }
     };
+    let timeout = |v: &Option<Spanned<String>>, key: &str, default: u64| {
+        let value = at.duration(v, key, Duration::from_secs(default))?;
+        match v {
+            Some(v) if value.is_zero() => Err(at.error(v.span(), key, "must be greater than zero")),
+            _ => Ok(value),
+        }
+    };
     Ok(UpstreamConfig {
         target,
         ca_certs,
-        connect_timeout: positive(
-            connect_timeout,
-            &up.connect_timeout,
-            "upstream.connect_timeout",
-        )?,
-        timeout: positive(timeout, &up.timeout, "upstream.timeout")?,
-        pool_idle_timeout: positive(
-            pool_idle_timeout,
-            &up.pool_idle_timeout,
-            "upstream.pool_idle_timeout",
-        )?,
+        connect_timeout: timeout(&up.connect_timeout, "upstream.connect_timeout", 5)?,
+        timeout: timeout(&up.timeout, "upstream.timeout", 30)?,
+        pool_idle_timeout: timeout(&up.pool_idle_timeout, "upstream.pool_idle_timeout", 4)?,
     })
 }
 
-fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError> {
-    let gate_path = |v: &Option<Spanned<String>>,
-                     key: &str,
-                     default: &str|
-     -> Result<String, ConfigError> {
-        let Some(v) = v else {
-            return Ok(default.to_string());
-        };
-        match crate::access::path::normalize(v.get_ref()) {
-            Ok(normal)
-                if normal == v.get_ref().as_str() && normal.len() > 1 && !normal.ends_with('/') =>
-            {
-                Ok(normal.into_owned())
+/// `upstream.dir` or `upstream.url`, exactly one of them.
+fn upstream_target(
+    at: &Locator<'_>,
+    raw: &Spanned<RawUpstream>,
+    base: &Path,
+) -> Result<UpstreamTarget, ConfigError> {
+    match (&raw.get_ref().dir, &raw.get_ref().url) {
+        (Some(dir), None) => {
+            let full = base.join(dir.get_ref());
+            if !full.is_dir() {
+                let message = format!("{} is not a directory", full.display());
+                return Err(at.error(dir.span(), "upstream.dir", message));
             }
-            _ => Err(at.error(
-                v.span(),
-                key,
-                "must be a normalized absolute path such as \"/embed.js\"",
-            )),
+            Ok(UpstreamTarget::Dir(full))
         }
-    };
-    let script_path = gate_path(&raw.script_path, "embed.script_path", "/embed.js")?;
-    let logout_path = gate_path(&raw.logout_path, "embed.logout_path", "/auth/logout")?;
-    let mut allowed_origins = Vec::with_capacity(raw.allowed_origins.len());
-    for origin in &raw.allowed_origins {
-        let text = origin.get_ref().trim().trim_end_matches('/');
-        let parsed = url::Url::parse(text).ok().filter(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && u.has_host()
-                && u.path() == "/"
-                && u.query().is_none()
-                && u.username().is_empty()
-        });
-        if parsed.is_none() {
-            return Err(at.error(
-                origin.span(),
-                "embed.allowed_origins",
-                format!("{text:?} is not an origin like \"https://app.example.com\""),
-            ));
-        }
-        allowed_origins.push(text.to_string());
+        (None, Some(url)) => upstream_url(at, url).map(UpstreamTarget::Url),
+        (Some(_), Some(url)) => Err(at.error(
+            url.span(),
+            "upstream.url",
+            "set either `dir` or `url`, not both",
+        )),
+        (None, None) => Err(at.error(
+            raw.span(),
+            "upstream",
+            "set `dir` (a directory to serve) or `url` (a portal host)",
+        )),
     }
-    let frame_ancestors = if allowed_origins.is_empty() {
-        None
-    } else {
-        let value = format!("frame-ancestors 'self' {}", allowed_origins.join(" "));
-        let span = raw
-            .allowed_origins
-            .first()
-            .map(|o| o.span())
-            .unwrap_or(0..0);
-        Some(
-            http::HeaderValue::from_str(&value)
-                .map_err(|_| at.error(span, "embed.allowed_origins", "origins must be ASCII"))?,
-        )
+}
+
+/// `upstream.url`: an absolute http(s) URL with no path or query.
+fn upstream_url(at: &Locator<'_>, url: &Spanned<String>) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = url
+        .get_ref()
+        .parse()
+        .map_err(|e| at.error(url.span(), "upstream.url", format!("invalid URL: {e}")))?;
+    if !matches!(
+        (uri.scheme_str(), uri.authority()),
+        (Some("http" | "https"), Some(_))
+    ) {
+        return Err(at.error(
+            url.span(),
+            "upstream.url",
+            "must be an absolute http:// or https:// URL such as \"http://127.0.0.1:3000\"",
+        ));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return Err(at.error(
+            url.span(),
+            "upstream.url",
+            "must not have a path or query: the gate forwards the request's own path",
+        ));
+    }
+    Ok(uri)
+}
+
+fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError> {
+    let script_path = gate_path(at, &raw.script_path, "embed.script_path", "/embed.js")?;
+    let logout_path = gate_path(at, &raw.logout_path, "embed.logout_path", "/auth/logout")?;
+    let origins = raw
+        .allowed_origins
+        .iter()
+        .map(|origin| allowed_origin(at, origin))
+        .collect::<Result<Vec<_>, _>>()?;
+    let frame_ancestors = match origins.is_empty() {
+        true => None,
+        false => {
+            let value = format!("frame-ancestors 'self' {}", origins.join(" "));
+            let span = raw.allowed_origins[0].span();
+            let value = http::HeaderValue::from_str(&value)
+                .map_err(|_| at.error(span, "embed.allowed_origins", "origins must be ASCII"))?;
+            Some(value)
+        }
     };
     Ok(Embed {
         script_path,
         logout_path,
         frame_ancestors,
     })
+}
+
+/// A path the gate answers itself (`embed.*_path`): normalized, absolute,
+/// not a directory.
+fn gate_path(
+    at: &Locator<'_>,
+    raw: &Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let Some(v) = raw else {
+        return Ok(default.to_string());
+    };
+    match crate::access::path::normalize(v.get_ref()) {
+        Ok(normal)
+            if normal == v.get_ref().as_str() && normal.len() > 1 && !normal.ends_with('/') =>
+        {
+            Ok(normal.into_owned())
+        }
+        _ => Err(at.error(
+            v.span(),
+            key,
+            "must be a normalized absolute path such as \"/embed.js\"",
+        )),
+    }
+}
+
+/// An `embed.allowed_origins` entry: scheme and host (and port), nothing
+/// more.
+fn allowed_origin(at: &Locator<'_>, origin: &Spanned<String>) -> Result<String, ConfigError> {
+    let text = origin.get_ref().trim().trim_end_matches('/');
+    let valid = url::Url::parse(text).ok().is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.has_host()
+            && u.path() == "/"
+            && u.query().is_none()
+            && u.username().is_empty()
+    });
+    if !valid {
+        let message = format!("{text:?} is not an origin like \"https://app.example.com\"");
+        return Err(at.error(origin.span(), "embed.allowed_origins", message));
+    }
+    Ok(text.to_string())
 }
 
 fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {
@@ -649,41 +648,7 @@ fn compile_secrets(
     for (i, entry) in raw.iter().enumerate() {
         let s = entry.get_ref();
         let key = |k: &str| format!("secrets[{i}].{k}");
-        let value = match (&s.value, &s.env, &s.file) {
-            (Some(v), None, None) => v.get_ref().as_bytes().to_vec(),
-            (None, Some(var), None) => std::env::var(var.get_ref())
-                .map_err(|_| {
-                    at.error(
-                        var.span(),
-                        &key("env"),
-                        format!(
-                            "environment variable {} is not set or not UTF-8",
-                            var.get_ref()
-                        ),
-                    )
-                })?
-                .into_bytes(),
-            (None, None, Some(file)) => {
-                let full = base.join(file.get_ref());
-                watched.push(WatchedFile::before_reading(full.clone()));
-                let text = std::fs::read_to_string(&full).map_err(|e| {
-                    at.error(
-                        file.span(),
-                        &key("file"),
-                        format!("cannot read {}: {e}", full.display()),
-                    )
-                })?;
-                // A trailing newline from `echo` or an editor is not part of the secret.
-                text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
-            }
-            _ => {
-                return Err(at.error(
-                    entry.span(),
-                    &key("value"),
-                    "set exactly one of `value`, `env` or `file`",
-                ))
-            }
-        };
+        let value = secret_value(at, entry, i, base, watched)?;
         if value.is_empty() {
             return Err(at.error(s.id.span(), &key("value"), "the secret is empty"));
         }
@@ -714,23 +679,75 @@ fn compile_secrets(
         let span = raw.first().map(|s| s.span()).unwrap_or(0..0);
         at.error(span, "secrets", e.to_string())
     })?;
-    // A primary that can no longer mint would turn every token request into
-    // an error: refuse it now, while the old config still serves.
-    let primary = ring.primary();
-    if !primary.is_live(std::time::SystemTime::now()) {
-        let index = notes.iter().position(|n| n.id == primary.id()).unwrap_or(0);
-        let span = raw
-            .get(index)
-            .and_then(|s| s.get_ref().not_after.as_ref())
-            .map(|v| v.span())
-            .unwrap_or(0..0);
-        return Err(at.error(
-            span,
-            &format!("secrets[{index}].not_after"),
-            "the primary secret has expired: make a live secret primary",
-        ));
-    }
+    primary_is_live(at, raw, &ring)?;
     Ok((ring, notes))
+}
+
+/// A primary that can no longer mint would turn every token request into
+/// an error: refuse it now, while the old config still serves.
+fn primary_is_live(
+    at: &Locator<'_>,
+    raw: &[Spanned<RawSecret>],
+    ring: &SecretRing,
+) -> Result<(), ConfigError> {
+    let primary = ring.primary();
+    if primary.is_live(std::time::SystemTime::now()) {
+        return Ok(());
+    }
+    let index = raw
+        .iter()
+        .position(|s| *s.get_ref().id.get_ref() == primary.id())
+        .unwrap_or(0);
+    let span = raw
+        .get(index)
+        .and_then(|s| s.get_ref().not_after.as_ref())
+        .map(|v| v.span())
+        .unwrap_or(0..0);
+    Err(at.error(
+        span,
+        &format!("secrets[{index}].not_after"),
+        "the primary secret has expired: make a live secret primary",
+    ))
+}
+
+/// The bytes of `secrets[i]`: inline, from the environment, or from a
+/// file (without its trailing newline).
+fn secret_value(
+    at: &Locator<'_>,
+    entry: &Spanned<RawSecret>,
+    i: usize,
+    base: &Path,
+    watched: &mut Vec<WatchedFile>,
+) -> Result<Vec<u8>, ConfigError> {
+    let s = entry.get_ref();
+    let key = |k: &str| format!("secrets[{i}].{k}");
+    match (&s.value, &s.env, &s.file) {
+        (Some(v), None, None) => Ok(v.get_ref().as_bytes().to_vec()),
+        (None, Some(var), None) => std::env::var(var.get_ref())
+            .map(String::into_bytes)
+            .map_err(|_| {
+                let message = format!(
+                    "environment variable {} is not set or not UTF-8",
+                    var.get_ref()
+                );
+                at.error(var.span(), &key("env"), message)
+            }),
+        (None, None, Some(file)) => {
+            let full = base.join(file.get_ref());
+            watched.push(WatchedFile::before_reading(full.clone()));
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                let message = format!("cannot read {}: {e}", full.display());
+                at.error(file.span(), &key("file"), message)
+            })?;
+            // A trailing newline from `echo` or an editor is not part of the secret.
+            Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+        }
+        _ => Err(at.error(
+            entry.span(),
+            &key("value"),
+            "set exactly one of `value`, `env` or `file`",
+        )),
+    }
 }
 
 fn compile_pages(

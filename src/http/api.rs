@@ -162,6 +162,8 @@ where
     }
 }
 
+/// The token API's steps: who may call (`allowed_sources`, POST, the
+/// shared secret), the body, the claims, the token.
 async fn mint_for<B>(
     config: &Config,
     caller: Caller<'_>,
@@ -178,47 +180,8 @@ where
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
-    let started = std::time::Instant::now();
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| crate::access::credential::bearer_token(v.as_bytes()));
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(now);
-    let known = presented.and_then(|p| config.secrets.verify_bearer(p.as_bytes(), at));
-    if known.is_none() {
-        // Only failures count, and only failures wait: a correct secret
-        // always passes, so a shared address (a load balancer without
-        // `trusted_proxies`) cannot be used to lock the backend out.
-        caller
-            .limiter
-            .check(caller.ip, started)
-            .map_err(ApiError::RateLimited)?;
-        caller.limiter.record_failure(caller.ip, started);
-        return Err(ApiError::Unauthorized);
-    }
-    let max_body = config.limits.api_max_body;
-
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max_body as u64) {
-        return Err(ApiError::TooLarge(max_body));
-    }
-    let collected = Limited::new(request.into_body(), max_body).collect();
-    let bytes = tokio::time::timeout(config.limits.body_timeout, collected)
-        .await
-        .map_err(|_elapsed| ApiError::BodyTimeout)?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::TooLarge(max_body)
-            } else {
-                ApiError::BadRequest("the body could not be read".into())
-            }
-        })?
-        .to_bytes();
-
+    authorize(config, caller, &request, now)?;
+    let bytes = read_body(config, request).await?;
     let body: TokenRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     let claims = validate(config, body, now)?;
@@ -234,20 +197,74 @@ where
             "the claims are too large for a token".into(),
         ));
     }
-    let expires_in = claims.expires_at.saturating_sub(now);
-    let expires_at = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at),
-    );
+    let expires_at = std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at);
     let answer = serde_json::json!({
         "token": token,
-        "expires_at": expires_at.to_string(),
-        "expires_in": expires_in,
+        "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(),
+        "expires_in": claims.expires_at.saturating_sub(now),
     });
     let mut response = respond::json(StatusCode::OK, &answer);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The bearer must be a live configured secret (compared in constant
+/// time). Only failures count, and only failures wait: a correct secret
+/// always passes, so a shared address (a load balancer without
+/// `trusted_proxies`) cannot be used to lock the backend out.
+fn authorize<B>(
+    config: &Config,
+    caller: Caller<'_>,
+    request: &Request<B>,
+    now: u64,
+) -> Result<(), ApiError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| crate::access::credential::bearer_token(v.as_bytes()));
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(now);
+    if presented
+        .and_then(|p| config.secrets.verify_bearer(p.as_bytes(), at))
+        .is_some()
+    {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    caller
+        .limiter
+        .check(caller.ip, started)
+        .map_err(ApiError::RateLimited)?;
+    caller.limiter.record_failure(caller.ip, started);
+    Err(ApiError::Unauthorized)
+}
+
+/// The request body, at most `limits.api_max_body` bytes (413), within
+/// `limits.body_timeout` (408).
+async fn read_body<B>(config: &Config, request: Request<B>) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<crate::upstream::body::BoxError>,
+{
+    let max_body = config.limits.api_max_body;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body as u64) {
+        return Err(ApiError::TooLarge(max_body));
+    }
+    let collected = Limited::new(request.into_body(), max_body).collect();
+    let collected = tokio::time::timeout(config.limits.body_timeout, collected)
+        .await
+        .map_err(|_elapsed| ApiError::BodyTimeout)?;
+    match collected {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge(max_body)),
+        Err(_) => Err(ApiError::BadRequest("the body could not be read".into())),
+    }
 }
 
 /// Check the request's fields and turn them into claims.

@@ -35,24 +35,7 @@ where
 {
     let progress = Arc::new(Progress::new());
     let peer = conn.info.peer();
-    let service = {
-        let progress = Arc::clone(&progress);
-        service_fn(move |request| {
-            let gate = Arc::clone(&gate);
-            let progress = Arc::clone(&progress);
-            let conn = conn.clone();
-            progress.first_request.store(true, Ordering::Relaxed);
-            progress.touch();
-            let waiting = Waiting::enter(&progress);
-            async move {
-                let (response, log) = phases::proxy(&gate, request, &conn).await;
-                drop(waiting);
-                progress.touch();
-                let end = LogAtEnd { log, gate };
-                Ok::<_, Infallible>(response.map(|body| ProgressBody::new(body, progress, end)))
-            }
-        })
-    };
+    let service = service(gate, conn, Arc::clone(&progress));
     let builder = connection_builder(limits);
     let io = TokioIo::new(Written {
         io,
@@ -93,6 +76,38 @@ where
             }
         }
     }
+}
+
+/// The connection's hyper service: each request through the proxy's
+/// phases, its arrival and answer counted as progress, and its response
+/// body measured and logged when it ends.
+fn service(
+    gate: Arc<Gate>,
+    conn: ProxyConn,
+    progress: Arc<Progress>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<ProgressBody<LogAtEnd>>,
+    Error = Infallible,
+    Future = impl std::future::Future<
+        Output = Result<http::Response<ProgressBody<LogAtEnd>>, Infallible>,
+    > + Send,
+> + Clone {
+    service_fn(move |request| {
+        let gate = Arc::clone(&gate);
+        let progress = Arc::clone(&progress);
+        let conn = conn.clone();
+        progress.first_request.store(true, Ordering::Relaxed);
+        progress.touch();
+        let waiting = Waiting::enter(&progress);
+        async move {
+            let (response, log) = phases::proxy(&gate, request, &conn).await;
+            drop(waiting);
+            progress.touch();
+            let end = LogAtEnd { log, gate };
+            Ok::<_, Infallible>(response.map(|body| ProgressBody::new(body, progress, end)))
+        }
+    })
 }
 
 /// The access log's last phase, run when a response body ends.

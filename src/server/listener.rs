@@ -56,12 +56,7 @@ pub async fn serve_on(
     started_with
         .require_upstream()
         .map_err(std::io::Error::other)?;
-    let tls = match gate.certs() {
-        Some(store) => Some(TlsAcceptor::from(
-            crate::server::tls::server_config(Arc::clone(store)).map_err(std::io::Error::other)?,
-        )),
-        None => None,
-    };
+    let tls = tls_acceptor(&gate)?;
     // Each connection holds a permit; at the limit, the accept loop waits
     // and new connections queue in the kernel's listen backlog.
     let max_connections = started_with.limits.max_connections;
@@ -99,41 +94,44 @@ pub async fn serve_on(
             _permit: permit,
         };
         tracing::debug!(%peer, worker, "connection accepted");
-        match worker.checked_sub(1).and_then(|i| workers.get(i)) {
-            None => {
-                tokio::spawn(accepted.serve(stream));
-            }
-            Some(handle) => match stream.into_std() {
-                Ok(stream) => {
-                    handle.spawn(async move {
-                        match TcpStream::from_std(stream) {
-                            Ok(stream) => accepted.serve(stream).await,
-                            Err(error) => {
-                                tracing::warn!(%error, "cannot move a connection to its worker")
-                            }
-                        }
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %peer, "cannot move a connection to its worker")
-                }
-            },
-        }
+        accepted.spawn_on(stream, worker.checked_sub(1).and_then(|i| workers.get(i)));
     }
 
     drop(listener);
+    drain(
+        &closing,
+        &permits,
+        max_connections,
+        started_with.limits.shutdown_grace,
+    )
+    .await;
+    Ok(())
+}
+
+/// The TLS acceptor over the gate's certificate store, when it speaks
+/// TLS.
+fn tls_acceptor(gate: &Gate) -> std::io::Result<Option<TlsAcceptor>> {
+    let Some(store) = gate.certs() else {
+        return Ok(None);
+    };
+    let config =
+        crate::server::tls::server_config(Arc::clone(store)).map_err(std::io::Error::other)?;
+    Ok(Some(TlsAcceptor::from(config)))
+}
+
+/// Shutdown: tell every connection to finish what it has in flight and
+/// close, then wait until all have (every connection holds one of the
+/// `max` permits until it ends) or the grace period is over.
+async fn drain(closing: &watch::Sender<bool>, permits: &Semaphore, max: usize, grace: Duration) {
     tracing::info!("shutting down: waiting for in-flight requests");
     let _ = closing.send(true);
-    // Every connection holds a permit until it ends: all permits back means
-    // all connections closed.
-    let all_closed = permits.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
+    let all_closed = permits.acquire_many(u32::try_from(max).unwrap_or(u32::MAX));
     tokio::select! {
         _ = all_closed => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(started_with.limits.shutdown_grace) => {
+        () = tokio::time::sleep(grace) => {
             tracing::warn!("grace period over; closing remaining connections");
         }
     }
-    Ok(())
 }
 
 /// The next connection on `listener`, or `None` once `shutdown` completes
@@ -174,6 +172,29 @@ struct Accepted {
 }
 
 impl Accepted {
+    /// Serve the connection on this runtime (worker 0), or move the socket
+    /// to `worker`'s runtime (from this runtime's poller to theirs).
+    fn spawn_on(self, stream: TcpStream, worker: Option<&Handle>) {
+        let Some(handle) = worker else {
+            tokio::spawn(self.serve(stream));
+            return;
+        };
+        let peer = self.peer;
+        match stream.into_std() {
+            Ok(stream) => {
+                handle.spawn(async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => self.serve(stream).await,
+                        Err(error) => {
+                            tracing::warn!(%error, %peer, "cannot move a connection to its worker")
+                        }
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(%error, %peer, "cannot move a connection to its worker"),
+        }
+    }
+
     /// Serve the connection (after the TLS handshake, when configured)
     /// until it ends.
     async fn serve(self, stream: TcpStream) {
