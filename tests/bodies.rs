@@ -4,11 +4,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use support::*;
+use tokio::time::Instant;
 
 /// An unfinished request head: whatever the upstream reads next completes
 /// it, with the identity the attacker wrote.
@@ -131,7 +132,7 @@ async fn bodyless_requests_share_upstream_connections_and_requests_with_a_body_d
     gate.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stalled_http2_uploads_hold_nothing_upstream_and_starve_no_one() {
     let upstream = RecordingUpstream::start().await;
     let extra = "[limits]\nbody_timeout = \"2s\"\n";
@@ -181,7 +182,7 @@ async fn stalled_http2_uploads_hold_nothing_upstream_and_starve_no_one() {
     gate.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_connection_holds_at_most_its_share_of_upstream_exchanges() {
     let upstream = RecordingUpstream::start().await;
     let extra = "[limits]\nbody_timeout = \"2s\"\nmax_inflight_per_connection = 4\n";

@@ -3,7 +3,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::{Method, StatusCode};
 use support::*;
@@ -60,7 +62,7 @@ async fn too_many_or_too_large_headers_are_refused() {
     gate.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_client_is_cut_off_after_the_header_read_timeout() {
     let (upstream, gate) = gate_with("[limits]\nheader_read_timeout = \"1s\"\n").await;
     let mut stream = tokio::net::TcpStream::connect(gate.addr)
@@ -262,7 +264,7 @@ fn limits_out_of_range_are_config_errors() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_closed_and_slow_requests_are_not() {
     let upstream = RecordingUpstream::start().await;
     let text = config_for(&upstream.url(), "[limits]\nidle_timeout = \"1s\"\n")
@@ -306,7 +308,7 @@ async fn idle_connections_are_closed_and_slow_requests_are_not() {
     gate.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_is_cut_off_after_two_idle_periods() {
     // A response far larger than the socket buffers, to a client that
     // never reads it: the gate's writes stall with the request answered.
@@ -369,7 +371,7 @@ async fn behind_a_trusted_proxy_failed_api_attempts_count_per_client() {
     gate.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slowly_streaming_upstream_is_not_idle_but_client_pings_are() {
     let upstream = RecordingUpstream::start().await;
     let text = config_for(&upstream.url(), "[limits]\nidle_timeout = \"1s\"\n");
@@ -426,7 +428,7 @@ async fn gate_with_big_file(size: usize) -> (tempfile::TempDir, GateProcess) {
     (site, gate)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_stalled_http2_stream_ends_the_connection_even_while_others_move() {
     let (_site, gate) = gate_with_big_file(4 << 20).await;
     let stream = tokio::net::TcpStream::connect(gate.addr)
@@ -475,7 +477,7 @@ async fn one_stalled_http2_stream_ends_the_connection_even_while_others_move() {
     gate.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_that_sends_no_request_head_is_closed_at_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = RecordingUpstream::start().await;

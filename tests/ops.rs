@@ -261,6 +261,8 @@ async fn access_logs_carry_decisions_but_never_a_credential() {
     assert_eq!(verified["secret_id"], "k1");
     assert_eq!(verified["upstream_status"], 200);
     assert!(verified["latency_us"].as_u64().is_some());
+    assert_eq!(verified["outcome"], "complete");
+    assert_eq!(verified["bytes"], "upstream: /docs/guide".len());
     let pseudonym = verified["user"].as_str().expect("user pseudonym");
     assert_eq!(pseudonym.len(), 12);
     let refused = events
@@ -273,6 +275,54 @@ async fn access_logs_carry_decisions_but_never_a_credential() {
         "one user, one pseudonym"
     );
     assert!(events.iter().any(|e| e["decision"] == "exchange"));
+}
+
+/// An upstream that answers with a `Content-Length` of 1000 and closes
+/// after `sent` bytes of the body.
+async fn breaking_upstream(sent: usize) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{}",
+                "x".repeat(sent)
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+            // Give the gate time to pass the piece on before the close.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_access_log_is_written_when_the_body_ends_and_says_how_it_ended() {
+    let upstream = breaking_upstream(300).await;
+    let (_dir, path) = config_file(&format!("http://{upstream}"), "");
+    let gate = BinaryProcess::start_with(&path, &["--log-format", "json"]);
+    // The head says 200; the body breaks off after 300 of 1000 bytes.
+    let broken = raw(
+        gate.addr,
+        b"GET /public/big HTTP/1.1\r\nHost: portal.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&broken), 200);
+    let line = gate.wait_for_log("\"path\":\"/public/big\"");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(event["status"], 200, "the head's status");
+    assert_eq!(event["outcome"], "failed", "{line}");
+    assert_eq!(event["bytes"], 300);
+    assert_eq!(event["upstream_status"], 200);
+    assert!(
+        event["latency_us"].as_u64() >= Some(150_000),
+        "the whole duration: {line}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,11 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::StatusCode;
+use portal_gate::ManualClock;
 use support::*;
 
 fn session_cookie(reply: &Reply) -> String {
@@ -199,24 +203,35 @@ async fn sessions_and_tokens_cannot_stand_in_for_each_other() {
 #[tokio::test]
 async fn an_expired_session_is_refused() {
     let upstream = RecordingUpstream::start().await;
-    let gate = GateProcess::start(&config_for(&upstream.url(), "").replace(
+    let clock = Arc::new(ManualClock::new(std::time::SystemTime::now()));
+    let text = config_for(&upstream.url(), "").replace(
         "token_ttl = \"5m\"",
-        "token_ttl = \"5m\"\nsession_ttl = \"1s\"\nclock_skew = \"0s\"",
-    ))
-    .await;
+        "token_ttl = \"5m\"\nsession_ttl = \"1h\"\nclock_skew = \"0s\"",
+    );
+    let gate = GateProcess::start_with_clock(&text, Arc::clone(&clock)).await;
     let reply = sign_in(&gate, "ada@example.com").send().await;
     let cookie = session_cookie(&reply);
     assert!(reply
         .header("set-cookie")
         .unwrap_or("")
-        .contains("Max-Age=1;"));
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        .contains("Max-Age=3600;"));
+    clock.advance(Duration::from_secs(3599));
+    let inside = get(&gate.url("/docs/"))
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    assert_eq!(inside.status, StatusCode::OK, "the session's last second");
+    clock.advance(Duration::from_secs(2));
     let late = get(&gate.url("/docs/"))
         .header("cookie", &cookie)
         .send()
         .await;
     assert_eq!(late.status, StatusCode::UNAUTHORIZED);
-    assert!(upstream.seen().is_empty());
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "only the request inside the session"
+    );
     gate.stop().await;
 }
 

@@ -642,3 +642,117 @@ impl AccessLog {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::clock::ManualClock;
+    use crate::token::Claims;
+    use http_body_util::Empty;
+    use proptest::prelude::*;
+    use std::path::Path;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const NOW: u64 = 1_800_000_000;
+
+    const CONFIG: &str = r#"
+[verification]
+account_id = "acct"
+clock_skew = "60s"
+[[secrets]]
+id = "live"
+value = "live-secret"
+[[secrets]]
+id = "retired"
+value = "retired-secret"
+not_after = "2020-01-01T00:00:00Z"
+[[pages]]
+path = "/"
+access = "public"
+[[pages]]
+path = "/docs/**"
+access = "verified"
+[[pages]]
+path = "/staff/**"
+access = "verified"
+allow_domains = ["example.com"]
+"#;
+
+    fn gate(capacity: usize, clock: &Arc<ManualClock>) -> Gate {
+        let text = CONFIG.replace(
+            "[verification]",
+            &format!("[verification]\ncache_capacity = {capacity}"),
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).expect("valid");
+        Gate::new(config)
+            .expect("gate")
+            .with_clock(Arc::clone(clock) as _)
+    }
+
+    /// What a client and the upstream would see of an admission.
+    fn seen(admission: Admission<Empty<Bytes>>) -> (u16, Option<String>, Option<String>) {
+        match admission {
+            Admission::Forward(request) => {
+                let user = request
+                    .extensions()
+                    .get::<Identity>()
+                    .map(|u| u.email().to_string());
+                (200, user, Some(request.uri().to_string()))
+            }
+            Admission::Respond(answer) => (answer.status().as_u16(), None, None),
+        }
+    }
+
+    proptest! {
+        /// For random paths, tokens (some with a flipped bit) and times,
+        /// what `admit` does with the decrypt cache equals what it does
+        /// without one, on a first request and on a later hit.
+        #[test]
+        fn the_cache_never_changes_an_admission(
+            path in prop::sample::select(vec!["/", "/docs/a", "/staff/x", "/other", "/docs/%2e%2e/staff/"]),
+            key in prop::sample::select(vec!["live", "retired"]),
+            account in prop::sample::select(vec!["acct", "other"]),
+            email in prop::sample::select(vec!["a@example.com", "b@example.org"]),
+            iat_offset in -1_000i64..1_000,
+            ttl in 0u64..1_000,
+            later in 0u64..2_000,
+            flip in prop::option::of(0usize..200),
+        ) {
+            let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(NOW)));
+            let cached = gate(10, &clock);
+            let uncached = gate(0, &clock);
+            let iat = NOW.saturating_add_signed(iat_offset);
+            let claims = Claims {
+                account_id: account.into(),
+                email: email.into(),
+                user_id: None,
+                name: None,
+                avatar_url: None,
+                issued_at: iat,
+                expires_at: iat + ttl,
+            };
+            let config = cached.config();
+            let mut token = crate::token::mint(config.secrets.get(key).expect("key"), &claims);
+            if let Some(i) = flip {
+                let i = i % token.len();
+                let mut bytes = token.into_bytes();
+                bytes[i] ^= 0x01;
+                token = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let conn = ConnInfo::new(SocketAddr::from(([192, 0, 2, 7], 4000)), false);
+            let request = || {
+                Request::get(path)
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Empty::<Bytes>::new())
+                    .expect("request")
+            };
+            for step in [0, later] {
+                clock.advance(Duration::from_secs(step));
+                let with = seen(runtime.block_on(cached.admit(request(), &conn)));
+                let without = seen(runtime.block_on(uncached.admit(request(), &conn)));
+                prop_assert_eq!(with, without);
+            }
+        }
+    }
+}

@@ -18,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portal_gate::token::{self, Claims};
 use portal_gate::token::{SecretRing, SecretSpec};
+use portal_gate::ManualClock;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -262,6 +263,27 @@ impl GateProcess {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(portal_gate::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        GateProcess {
+            addr,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    /// The gate in-process, reading the time from `clock`: tests of
+    /// expiry and sessions move the clock instead of sleeping.
+    pub async fn start_with_clock(config_text: &str, clock: Arc<ManualClock>) -> GateProcess {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gate.toml");
+        let config = portal_gate::Config::parse(config_text, &path).expect("valid config");
+        let gate = portal_gate::Gate::new(config)
+            .expect("gate")
+            .with_clock(clock);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gate");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(portal_gate::serve(listener, Arc::new(gate), async {
             let _ = stopped.await;
         }));
         GateProcess {
