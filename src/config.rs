@@ -71,6 +71,33 @@ impl DefaultAccess {
     }
 }
 
+/// The config the unit tests share: a live and a retired secret, a public
+/// root, `/docs/**` for verified users, `/staff/**` for example.com, and
+/// no upstream.
+#[cfg(test)]
+pub(crate) const TEST_CONFIG: &str = r#"
+[verification]
+account_id = "acct"
+clock_skew = "60s"
+[[secrets]]
+id = "live"
+value = "live-secret"
+[[secrets]]
+id = "retired"
+value = "retired-secret"
+not_after = "2020-01-01T00:00:00Z"
+[[pages]]
+path = "/"
+access = "public"
+[[pages]]
+path = "/docs/**"
+access = "verified"
+[[pages]]
+path = "/staff/**"
+access = "verified"
+allow_domains = ["example.com"]
+"#;
+
 /// The token API's paths (the second is an alias kept for backends written
 /// against Released's impersonation endpoint).
 pub(crate) const TOKEN_API_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];

@@ -28,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use support::{unix_now, GateProcess, ACCOUNT, SECRET};
+use support::{GateProcess, ACCOUNT, SECRET};
 use webdriver::Browser;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -72,15 +72,7 @@ async fn released_page_frames_the_portal_across_sites() {
     assert_frame_hides_roadmap(&browser, "restricted content shown without a token").await;
 
     // An expired token: refused the same way, so the host can fetch a new one.
-    let now = unix_now();
-    let expired = support::token_with(
-        SECRET,
-        "k1",
-        "ada@example.com",
-        ACCOUNT,
-        now - 3600,
-        now - 600,
-    );
+    let expired = support::bad_tokens().expired;
     browser.goto(&host.page("/roadmap/", Some(&expired))).await;
     let status = auth_required(&browser, "for an expired token").await;
     assert_eq!(status, "401");

@@ -81,38 +81,18 @@ async fn missing_token_is_refused_with_401_and_a_bearer_challenge() {
 async fn bad_tokens_are_refused_with_401() {
     let (upstream, gate) = setup().await;
     let good = token_for("ada@example.com");
-    let now = unix_now();
 
     let mut tampered = good.clone().into_bytes();
     let last = tampered.len() - 5;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");
     let truncated = good[..good.len() - 10].to_string();
-    let wrong_secret = token_with(
-        OTHER_SECRET,
-        "k1",
-        "ada@example.com",
-        ACCOUNT,
-        now,
-        now + 300,
-    );
-    let unknown_key = token_with(SECRET, "k9", "ada@example.com", ACCOUNT, now, now + 300);
-    let expired = token_with(
-        SECRET,
-        "k1",
-        "ada@example.com",
-        ACCOUNT,
-        now - 3600,
-        now - 600,
-    );
-    let other_account = token_with(
-        SECRET,
-        "k1",
-        "ada@example.com",
-        "acct_other",
-        now,
-        now + 300,
-    );
+    let BadTokens {
+        expired,
+        other_account,
+        other_secret: wrong_secret,
+        unknown_key,
+    } = bad_tokens();
     let garbage = "not-a-token".to_string();
     let oversized = format!("pg1.k1.{}", "A".repeat(10_000));
 

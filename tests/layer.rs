@@ -73,16 +73,29 @@ async fn conn_info(
     next.run(request).await
 }
 
+/// The tests' config without its `[upstream]`: a gate that guards an
+/// application in-process needs none.
+fn config_without_upstream() -> String {
+    let upstream =
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n";
+    let text = config_for("http://127.0.0.1:9", "");
+    assert!(text.contains(upstream), "the tests' config changed shape");
+    text.replace(upstream, "")
+}
+
+/// A gate with the tests' rules and no upstream.
+fn gate() -> Arc<Gate> {
+    let text = config_without_upstream();
+    let config = portal_gate::Config::parse(&text, std::path::Path::new("layer.toml"))
+        .expect("a config without [upstream] is valid");
+    Arc::new(Gate::new(config).expect("gate"))
+}
+
 /// An axum application gated by the layer, wrapped around the whole
 /// router so that routing sees the path the gate judged, served on an
 /// ephemeral port; and the log of what its handler saw.
 async fn gated_app() -> (SocketAddr, Log) {
-    let config = portal_gate::Config::parse(
-        &config_for("http://127.0.0.1:9", ""),
-        std::path::Path::new("layer.toml"),
-    )
-    .expect("config");
-    let gate = Arc::new(Gate::new(config).expect("gate"));
+    let gate = gate();
     let log: Log = Arc::default();
     let router = Router::new()
         .route("/", routing::get(handler))
@@ -301,12 +314,7 @@ async fn identity_is_an_axum_extractor() {
             user.map_or("nobody".into(), |u| u.email().to_string())
         )
     }
-    let config = portal_gate::Config::parse(
-        &config_for("http://127.0.0.1:9", ""),
-        std::path::Path::new("layer.toml"),
-    )
-    .expect("config");
-    let gate = Arc::new(Gate::new(config).expect("gate"));
+    let gate = gate();
     let router = Router::new()
         .route("/docs/roadmap", routing::get(roadmap))
         .route("/public/roadmap", routing::get(roadmap))
@@ -315,14 +323,7 @@ async fn identity_is_an_axum_extractor() {
     let app = tower::ServiceExt::<Request>::map_response(gated, |response| {
         response.map(axum::body::Body::new)
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, service).await;
-    });
+    let addr = serve(app).await;
     let token = token_for("ada@example.com");
     let verified = get(&url(addr, "/docs/roadmap")).bearer(&token).send().await;
     assert_eq!(verified.body, "roadmap for ada@example.com");
@@ -335,4 +336,27 @@ async fn identity_is_an_axum_extractor() {
     assert_eq!(public.status, StatusCode::UNAUTHORIZED);
     let maybe = get(&url(addr, "/public/maybe")).send().await;
     assert_eq!(maybe.body, "maybe nobody");
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_a_config_without_an_upstream() {
+    let (dir, path) = config_file("http://127.0.0.1:9", "");
+    std::fs::write(&path, config_without_upstream()).expect("write");
+    let out = std::process::Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("key `upstream`"), "{stderr}");
+    assert!(stderr.contains("needs an [upstream]"), "{stderr}");
+    // The library refuses to serve it too, before accepting anything.
+    let config = portal_gate::Config::load(&path).expect("valid for the layer");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let served = portal_gate::run(listener, config, std::future::pending()).await;
+    assert!(served.is_err());
+    drop(dir);
 }

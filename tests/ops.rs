@@ -215,13 +215,7 @@ async fn access_logs_carry_decisions_but_never_a_credential() {
     let exchange = navigate(&gate.url(&format!("/docs/guide?auth-token={token}")))
         .send()
         .await;
-    let cookie = exchange
-        .header("set-cookie")
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
+    let cookie = session_cookie(&exchange);
     let session = cookie.split_once('=').expect("pair").1.to_string();
     assert_eq!(
         navigate(&gate.url("/docs/guide"))
@@ -364,13 +358,7 @@ async fn replicas_share_nothing_but_the_config() {
         .send()
         .await;
     assert_eq!(exchange.status, StatusCode::SEE_OTHER);
-    let cookie = exchange
-        .header("set-cookie")
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
+    let cookie = session_cookie(&exchange);
     assert_eq!(
         navigate(&first.url("/docs/b"))
             .header("cookie", &cookie)

@@ -10,16 +10,6 @@ use http::StatusCode;
 use portal_gate::ManualClock;
 use support::*;
 
-fn session_cookie(reply: &Reply) -> String {
-    let set = reply.header("set-cookie").expect("Set-Cookie");
-    let pair = set.split(';').next().expect("cookie pair");
-    assert!(
-        pair.starts_with("__Host-portal-gate-session=pgs1."),
-        "{set}"
-    );
-    pair.to_string()
-}
-
 /// A browser navigation to `/docs/` with a fresh token for `email` in the
 /// URL: what an embed's first frame load does.
 fn sign_in(gate: &GateProcess, email: &str) -> Call {

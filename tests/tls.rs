@@ -95,13 +95,7 @@ async fn https_get(
         )
         .await
         .expect("https request");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    (
-        parts.status,
-        parts.version,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    read_reply(response).await
 }
 
 #[tokio::test]

@@ -655,31 +655,8 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
-    const CONFIG: &str = r#"
-[verification]
-account_id = "acct"
-clock_skew = "60s"
-[[secrets]]
-id = "live"
-value = "live-secret"
-[[secrets]]
-id = "retired"
-value = "retired-secret"
-not_after = "2020-01-01T00:00:00Z"
-[[pages]]
-path = "/"
-access = "public"
-[[pages]]
-path = "/docs/**"
-access = "verified"
-[[pages]]
-path = "/staff/**"
-access = "verified"
-allow_domains = ["example.com"]
-"#;
-
     fn gate(capacity: usize, clock: &Arc<ManualClock>) -> Gate {
-        let text = CONFIG.replace(
+        let text = crate::config::TEST_CONFIG.replace(
             "[verification]",
             &format!("[verification]\ncache_capacity = {capacity}"),
         );

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
@@ -62,4 +62,38 @@ impl hyper::body::Body for Stalled {
 /// A whole body of `bytes`.
 pub fn whole_body(bytes: impl Into<Bytes>) -> AnyBody {
     http_body_util::Full::new(bytes.into()).boxed()
+}
+
+/// A GET over h2c with prior knowledge: status, version and body text.
+pub async fn h2_get(
+    gate: &super::GateProcess,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Version, String) {
+    let mut sender = h2_connection(gate.addr).await;
+    let mut request = Request::builder().uri(gate.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(whole_body(Bytes::new())).expect("request");
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        h2_send(&mut sender, request),
+    )
+    .await
+    .expect("gate answered in time")
+    .expect("gate answered over h2");
+    read_reply(response).await
+}
+
+/// A response's status, version and body as text.
+pub async fn read_reply<B>(response: Response<B>) -> (StatusCode, Version, String)
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    (parts.status, parts.version, text)
 }
