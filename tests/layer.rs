@@ -106,6 +106,19 @@ async fn gated_app() -> (SocketAddr, Log) {
         response.map(axum::body::Body::new)
     });
     let app = tower::Layer::layer(&middleware::from_fn(conn_info), gated);
+    (serve(app).await, log)
+}
+
+/// Serve an application on an ephemeral port, with the peer in axum's
+/// `ConnectInfo`.
+async fn serve<S>(app: S) -> SocketAddr
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -114,7 +127,7 @@ async fn gated_app() -> (SocketAddr, Log) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, service).await;
     });
-    (addr, log)
+    addr
 }
 
 fn url(addr: SocketAddr, path: &str) -> String {
