@@ -272,6 +272,28 @@ fn scan_segment(raw: &[u8], pos: usize, out: &mut Output<'_>) -> Result<Segment,
     })
 }
 
+/// A segment of a normalized path with its `%XX` escapes decoded, as a
+/// file name (the `dir` upstream's): `None` if an escape is malformed or
+/// the result is not UTF-8. The one place outside [`normalize`] that
+/// decodes a path.
+pub(crate) fn decode_segment(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = hex_value(*bytes.get(i + 1)?)?;
+            let lo = hex_value(*bytes.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Refuse a `%25` (an escaped `%`) in the normalized path that, decoded
 /// once more, would be an escape of a byte the gate refuses escaped
 /// ([`check_ascii`]), of a dot (a dot segment), or of `%` again; or IIS's
@@ -486,6 +508,16 @@ impl<'a> Output<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_decodes_to_a_file_name_or_nothing() {
+        assert_eq!(decode_segment("caf%C3%A9").as_deref(), Some("café"));
+        assert_eq!(decode_segment("a%20b").as_deref(), Some("a b"));
+        assert_eq!(decode_segment("plain").as_deref(), Some("plain"));
+        for bad in ["%zz", "%2", "%FF", "%"] {
+            assert_eq!(decode_segment(bad), None, "{bad}");
+        }
+    }
     use proptest::prelude::*;
 
     /// `(input, expected)`: `Ok(output)` or the error.

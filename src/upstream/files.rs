@@ -206,32 +206,12 @@ fn decode_segments(path: &str) -> Option<Vec<String>> {
     }
     rest.split('/')
         .map(|seg| {
-            let name = percent_decode(seg)?;
+            let name = crate::access::path::decode_segment(seg)?;
             let refused =
                 name.is_empty() || name.starts_with('.') || name.contains(['\0', '/', '\\']);
             (!refused).then_some(name)
         })
         .collect()
-}
-
-/// Decode `%XX` escapes; `None` if one is malformed or the result is not
-/// UTF-8.
-fn percent_decode(seg: &str) -> Option<String> {
-    let bytes = seg.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = char::from(*bytes.get(i + 1)?).to_digit(16)?;
-            let lo = char::from(*bytes.get(i + 2)?).to_digit(16)?;
-            out.push(u8::try_from(hi << 4 | lo).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn content_type(file: &Path) -> HeaderValue {
