@@ -259,7 +259,7 @@ pub(crate) struct Limits {
     pub body_timeout: Duration,
     /// Requests one client connection may have with the upstream at once
     /// (more wait, within `upstream.timeout`): an HTTP/2 connection's
-    /// streams must not take the exchanges every client shares.
+    /// streams must not take the upstream slots every client shares.
     pub max_inflight_per_connection: usize,
 }
 

@@ -1,6 +1,6 @@
 //! Request bodies: none on GET or HEAD, never an upstream connection
 //! shared with a later request once a body went over it, and no client
-//! connection holding the upstream exchanges every client shares.
+//! connection holding the upstream slots every client shares.
 
 mod support;
 
@@ -138,9 +138,9 @@ async fn stalled_http2_uploads_hold_nothing_upstream_and_starve_no_one() {
     let extra = "[limits]\nbody_timeout = \"2s\"\n";
     let gate = GateProcess::start(&config_for(&upstream.url(), extra)).await;
     // The attack: HTTP/2 connections, each with 100 uploads that send a
-    // few bytes and stop. Before, each took an upstream exchange and an
+    // few bytes and stop. Before, each took an upstream slot and an
     // upstream connection until `upstream.timeout`; 42 such connections
-    // held all 4096 exchanges.
+    // held all 4096 slots.
     let mut stalled = Vec::new();
     for _ in 0..3 {
         let h2 = h2_connection(gate.addr).await;
@@ -183,7 +183,7 @@ async fn stalled_http2_uploads_hold_nothing_upstream_and_starve_no_one() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn one_connection_holds_at_most_its_share_of_upstream_exchanges() {
+async fn one_connection_holds_at_most_its_share_of_upstream_slots() {
     let upstream = RecordingUpstream::start().await;
     let extra = "[limits]\nbody_timeout = \"2s\"\nmax_inflight_per_connection = 4\n";
     let text =

@@ -415,8 +415,8 @@ async fn an_upload_the_upstream_answered_early_does_not_hold_up_the_next_request
 }
 
 #[tokio::test]
-async fn upstream_exchange_permits_come_back_with_every_kind_of_answer() {
-    // More exchanges than there are permits, one after another: were a
+async fn upstream_slots_come_back_with_every_kind_of_answer() {
+    // More requests than there are slots, one after another: were a
     // permit kept by a finished response (a GET's body, a HEAD's none),
     // the requests past the limit would wait out the 1 s upstream timeout.
     let upstream = RecordingUpstream::start().await;

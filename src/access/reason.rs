@@ -34,7 +34,7 @@ pub(crate) enum Reason {
     ConflictingTokens,
     /// The token is valid, but the page rule does not admit this user.
     NotAdmitted,
-    /// The upstream could not be reached or broke the exchange.
+    /// The upstream could not be reached or broke off its answer.
     UpstreamUnavailable,
     /// The upstream did not answer within the configured timeout.
     UpstreamTimeout,

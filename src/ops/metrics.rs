@@ -111,7 +111,7 @@ impl Metrics {
         );
         registry.register(
             "upstream_errors",
-            "Failed upstream exchanges by kind",
+            "Failed upstream requests by kind",
             m.upstream_errors.clone(),
         );
         registry.register("cache_hits", "Decrypt cache hits", m.cache_hits.clone());
@@ -166,7 +166,7 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// One failed upstream exchange (`unavailable`, `timeout`).
+    /// One failed upstream request (`unavailable`, `timeout`).
     pub(crate) fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&KindLabels { kind })

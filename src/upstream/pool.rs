@@ -40,7 +40,8 @@ pub(crate) enum PoolError {
     /// The TCP connection took longer than `connect_timeout`.
     #[error("connecting to the upstream timed out")]
     ConnectTimeout,
-    /// The HTTP exchange failed (the upstream's side or the request body's).
+    /// The request or its response failed (the upstream's side or the
+    /// request body's).
     #[error("{0}")]
     Http(#[from] hyper::Error),
 }
@@ -223,7 +224,7 @@ pub(crate) type Pooled = OnEnd<Incoming, Lease>;
 
 /// A connection out of the pool, and how to put it back: at the end of its
 /// response body, if its request had no body (otherwise the connection
-/// closes once its exchange ends).
+/// closes once its response ends).
 pub(crate) struct Lease {
     pool: Arc<Http1Pool>,
     worker: usize,

@@ -46,7 +46,7 @@ pub(crate) struct HttpUpstream {
     transport: Transport,
     /// How long to wait for the response head.
     timeout: Duration,
-    /// One permit per exchange with the upstream, held until its response
+    /// One permit per request with the upstream (a slot), held until its response
     /// body ends: bounds the upstream connections in use.
     slots: Arc<Semaphore>,
 }
@@ -169,7 +169,7 @@ impl HttpUpstream {
         // HTTP/1.1 or HTTP/2 is the connection's choice; on HTTP/1.1 `Host`
         // is the upstream's (the client's Host went into X-Forwarded-Host).
         parts.version = Version::HTTP_11;
-        let exchange = async {
+        let with_upstream = async {
             // Waiting for a free slot counts against the same timeout.
             let slot = Arc::clone(&self.slots)
                 .acquire_owned()
@@ -183,7 +183,7 @@ impl HttpUpstream {
             let response = self.send(parts, body, conn.worker).await?;
             Ok::<_, Failure>(response.map(|body| body::boxed(OnEnd::new(body, held))))
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        match tokio::time::timeout(self.timeout, with_upstream).await {
             Err(_elapsed) => Err(Reason::UpstreamTimeout),
             Ok(Err(failure)) => Err(failure.refusal()),
             Ok(Ok(response)) => Ok(response),
@@ -256,14 +256,14 @@ fn tls_clients(config: &UpstreamConfig, workers: usize) -> std::io::Result<Box<[
         .collect())
 }
 
-/// Why an exchange with the upstream failed, from either transport.
+/// Why a request to the upstream failed, from either transport.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error(transparent)]
     Pool(PoolError),
     #[error(transparent)]
     Client(hyper_util::client::legacy::Error),
-    #[error("the exchange limit was closed")]
+    #[error("the upstream slots were closed")]
     Closed,
     #[error("the request target cannot be joined to the upstream URL")]
     Target,

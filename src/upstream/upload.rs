@@ -1,7 +1,7 @@
 //! A request body on its way to the upstream.
 //!
 //! A body costs the upstream side something only once the gate holds an
-//! exchange and an upstream connection for it, so the gate first reads
+//! slot and an upstream connection for it, so the gate first reads
 //! the start of the body on its own, up to [`BUFFERED_BODY`] bytes within
 //! `limits.body_timeout` ([`Upload::read`]). Most bodies (forms, JSON) end
 //! there: they go upstream whole, and a client that sends half a body and
@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 use crate::upstream::body::BoxError;
 
 /// The most bytes of a body the gate reads before it takes an upstream
-/// exchange (nginx's `client_body_buffer_size` is the same on 64-bit).
+/// slot (nginx's `client_body_buffer_size` is the same on 64-bit).
 pub(crate) const BUFFERED_BODY: usize = 16 * 1024;
 
 /// Why a request body could not be forwarded.
