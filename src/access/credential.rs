@@ -459,6 +459,9 @@ mod tests {
         assert_eq!(without("a&&b"), Some("a&&b".into()));
         assert_eq!(without("a&&auth-token=x&b"), Some("a&b".into()));
         assert_eq!(without("auth-tokens=x"), Some("auth-tokens=x".into()));
+        // Near misses of the same length stay: only `-` may be `_`.
+        assert_eq!(without("authxtoken=1"), Some("authxtoken=1".into()));
+        assert_eq!(without("_uth-token=1"), Some("_uth-token=1".into()));
         assert!(matches!(
             query_without_token("a=1&b"),
             Some(Cow::Borrowed("a=1&b"))

@@ -228,7 +228,7 @@ fn scan_segment(raw: &[u8], pos: usize, out: &mut Output<'_>) -> Result<Segment,
             let (Some(hi), Some(lo)) = (hi, lo) else {
                 return Err(PathError::BadPercentEncoding);
             };
-            let v = hi << 4 | lo;
+            let v = hi * 16 + lo;
             if v >= 0x80 {
                 utf8.push(v)?;
             } else {
@@ -237,7 +237,7 @@ fn scan_segment(raw: &[u8], pos: usize, out: &mut Output<'_>) -> Result<Segment,
             }
             if is_unreserved(v) || (is_raw_ok_reserved(v) && v != b'+') {
                 out.push_byte(v);
-            } else if raw[i + 1..i + 3].iter().all(|d| !d.is_ascii_lowercase()) {
+            } else if !raw[i + 1].is_ascii_lowercase() && !raw[i + 2].is_ascii_lowercase() {
                 out.keep_raw(i, 3);
             } else {
                 out.push_escape(v);
@@ -284,7 +284,7 @@ pub(crate) fn decode_segment(segment: &str) -> Option<String> {
         if bytes[i] == b'%' {
             let hi = hex_value(*bytes.get(i + 1)?)?;
             let lo = hex_value(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
+            out.push(hi * 16 + lo);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -307,7 +307,7 @@ fn check_escaped_escapes(normal: &str) -> Result<(), PathError> {
         let decoded = match rest {
             [hi, lo, ..] => hex_value(*hi)
                 .zip(hex_value(*lo))
-                .map(|(hi, lo)| hi << 4 | lo),
+                .map(|(hi, lo)| hi * 16 + lo),
             _ => None,
         };
         if rest.first().is_some_and(|b| b.eq_ignore_ascii_case(&b'u')) {

@@ -189,8 +189,9 @@ impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pages[{}] (path {:?}): ", self.index, self.pattern)?;
         let other = match (self.other, &self.other_pattern) {
+            // The other rule is always one already compiled: its pattern
+            // is known whenever its index is.
             (Some(i), Some(p)) => format!("pages[{i}] (path {p:?})"),
-            (Some(i), None) => format!("pages[{i}]"),
             _ => "another rule".to_owned(),
         };
         match &self.kind {

@@ -49,18 +49,10 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 ///   names a second path the rules never judged.
 fn is_gate_owned(name: &str) -> bool {
     // The common header has no `_`: no copy then.
-    let mut folded = [0u8; 64];
+    let folded;
     let name = if name.contains('_') {
-        if name.len() > folded.len() {
-            return false;
-        }
-        for (out, b) in folded.iter_mut().zip(name.bytes()) {
-            *out = if b == b'_' { b'-' } else { b };
-        }
-        match std::str::from_utf8(&folded[..name.len()]) {
-            Ok(folded) => folded,
-            Err(_) => return false,
-        }
+        folded = name.replace('_', "-");
+        folded.as_str()
     } else {
         name
     };
@@ -642,6 +634,12 @@ mod tests {
             "remote-user",
             "x-envoy-original-path",
             "cf-access-authenticated-user-email",
+            "x-auth-request-access-token",
+            "x-pomerium-claim-email",
+            "x-goog-authenticated-user-email",
+            "x-goog-iap-jwt-assertion",
+            // However long, in the `_` spelling too.
+            "x_forwarded_email_and_then_a_very_long_tail_well_past_sixty_four_characters",
         ];
         let mut h = HeaderMap::new();
         for name in names {

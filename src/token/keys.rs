@@ -484,6 +484,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pseudonym_is_short_stable_per_user_and_unreadable_without_the_secret() {
+        let ring = SecretRing::new(vec![primary("a", "one-secret")]).unwrap();
+        let other = SecretRing::new(vec![primary("a", "another-secret")]).unwrap();
+        let ada = ring.pseudonym("ada@example.com");
+        assert_eq!(ada.len(), 12);
+        assert!(ada.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(ada, ring.pseudonym("ada@example.com"));
+        assert_ne!(ada, ring.pseudonym("bob@example.com"));
+        assert_ne!(ada, other.pseudonym("ada@example.com"));
+    }
+
+    #[test]
+    fn debug_names_the_ids() {
+        let mut spec = primary("key-2026", "hunter2-very-secret");
+        spec.not_after = None;
+        let ring = SecretRing::new(vec![spec.clone()]).unwrap();
+        for text in [
+            format!("{spec:?}"),
+            format!("{ring:?}"),
+            format!("{:?}", ring.primary()),
+        ] {
+            assert!(text.contains("key-2026"), "{text}");
+        }
+        assert!(format!("{ring:?}").contains("primary"));
+    }
+
+    #[test]
     fn same_secret_as_compares_the_values_under_an_id() {
         let before = SecretRing::new(vec![spec("k", "one"), spec("j", "two")]).unwrap();
         let after = SecretRing::new(vec![spec("k", "one"), spec("j", "changed")]).unwrap();

@@ -313,6 +313,16 @@ fn bad_patterns_are_rejected() {
             other => panic!("{bad:?}: {other:?}"),
         }
     }
+    // Each says why, in the operator's terms.
+    for (bad, why) in [
+        ("/café", "non-ASCII may arrive encoded"),
+        ("/a<b>", "cannot appear in a request path"),
+        ("/a%20b", "write the path decoded"),
+        ("/a?b", "queries and fragments never reach rules"),
+    ] {
+        let message = compile(&[bad]).expect_err(bad).to_string();
+        assert!(message.contains(why), "{bad}: {message}");
+    }
     for good in [
         "/",
         "/a",
