@@ -174,6 +174,8 @@ pub(crate) struct Trace {
     user: Option<Arc<Opened>>,
     /// The upstream's status, when the request was forwarded.
     upstream_status: Option<u16>,
+    /// Who reads a refusal of this request.
+    audience: Audience,
 }
 
 /// What every access phase reads: the gate, the config in force, the
@@ -219,16 +221,41 @@ where
         now: gate.clock().unix_now(),
     };
     let audience = Audience::of(request.method(), request.headers());
-    let refuse = |trace: &mut Trace, reason: Reason| {
-        trace.decision = "reject";
-        Admission::Respond(reason.into_response(audience))
-    };
-    let target = match classify(&phase, &request, trace) {
+    trace.audience = audience;
+    let mut target = match classify(&phase, &request, audience, trace) {
         Ok(target) => target,
-        Err(reason) => return refuse(trace, reason),
+        Err(reason) => {
+            if trace.path.is_empty() {
+                trace.path = "-".into();
+            }
+            return refuse(trace, reason);
+        }
     };
+    let admission = admit_classified(&phase, request, &target, trace).await;
+    // The trace takes the path once the phases no longer need it.
+    trace.path = std::mem::take(&mut target.path);
+    admission
+}
+
+/// A refusal, in the form the request's reader expects.
+fn refuse<B>(trace: &mut Trace, reason: Reason) -> Admission<B> {
+    trace.decision = "reject";
+    Admission::Respond(reason.into_response(trace.audience))
+}
+
+/// Phases 2 to 6, for a request [`classify`] has read.
+async fn admit_classified<B>(
+    phase: &Phase<'_>,
+    request: Request<B>,
+    target: &Target,
+    trace: &mut Trace,
+) -> Admission<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     if let Some(endpoint) = phase.config.endpoint_at(&target.path) {
-        return Admission::Respond(own_endpoint(&phase, endpoint, request, trace).await);
+        return Admission::Respond(own_endpoint(phase, endpoint, request, trace).await);
     }
     let (credential, places) = match find_credential(&request) {
         Ok(found) => found,
@@ -237,17 +264,17 @@ where
     let rule = decision::access_for(phase.config, &target.path);
     trace.rule = rule.0.map(PageRule::index);
     let token_in_url = places.query.then_some(credential.as_ref()).flatten();
-    match exchange_session(&phase, &target, &request, token_in_url, rule.1, trace) {
+    match exchange_session(phase, target, &request, token_in_url, rule.1, trace) {
         Ok(Some(answer)) => return Admission::Respond(answer),
         Ok(None) => {}
         Err(reason) => return refuse(trace, reason),
     }
-    let identity = match decide(&phase, rule, credential.as_ref(), trace) {
+    let identity = match decide(phase, rule, credential.as_ref(), trace) {
         Ok(identity) => identity,
         Err(reason) => return refuse(trace, reason),
     };
     drop(credential);
-    match upstream_request(request, &target, conn, identity) {
+    match upstream_request(request, target, phase.conn, identity) {
         Ok(request) => Admission::Forward(request),
         Err(reason) => refuse(trace, reason),
     }
@@ -265,43 +292,45 @@ where
 fn classify<B: HttpBody>(
     phase: &Phase<'_>,
     request: &Request<B>,
+    audience: Audience,
     trace: &mut Trace,
 ) -> Result<Target, Reason> {
     let config = phase.config;
     let method = request.method();
     if *method == Method::CONNECT || *method == Method::TRACE {
-        trace.path = "-".into();
         return Err(Reason::MethodNotAllowed);
     }
     let body = request.body();
     let has_body = !body.is_end_stream() && body.size_hint().exact() != Some(0);
     if has_body && !may_carry_body(method) {
-        trace.path = "-".into();
         return Err(Reason::BadRequest(
             "a GET or HEAD request cannot carry a body",
         ));
     }
-    let path = match crate::access::path::normalize(request.uri().path()) {
-        Ok(path) => path.into_owned(),
-        Err(error) => {
-            trace.path = "-".into();
-            return Err(Reason::BadPath(error));
-        }
-    };
-    trace.path.clone_from(&path);
+    let path = crate::access::path::normalize(request.uri().path())
+        .map_err(Reason::BadPath)?
+        .into_owned();
     let trusted = config.trusts_proxy(phase.conn.peer.ip());
-    let host = host::check(config, request, trusted)?;
-    if request
+    let host = host::check(config, request, trusted);
+    let query_too_long = request
         .uri()
         .query()
-        .is_some_and(|q| q.len() > config.limits.max_query_len)
-    {
-        return Err(Reason::QueryTooLong);
+        .is_some_and(|q| q.len() > config.limits.max_query_len);
+    let refusal = match host {
+        Err(reason) => Some(reason),
+        Ok(_) if query_too_long => Some(Reason::QueryTooLong),
+        Ok(_) => None,
+    };
+    if let Some(reason) = refusal {
+        // Refused after one reading of the path: the log names it.
+        trace.path = path;
+        return Err(reason);
     }
+    let host = host.unwrap_or_default();
     Ok(Target {
         path,
         host,
-        audience: Audience::of(method, request.headers()),
+        audience,
         trusted,
     })
 }
@@ -521,7 +550,6 @@ async fn forward(
     trace: &mut Trace,
 ) -> Response<Body> {
     let body_timeout = active.config.limits.body_timeout;
-    let audience = Audience::of(request.method(), request.headers());
     match active.upstream.forward(request, body_timeout, conn).await {
         Ok(response) => {
             gate.upstream_health().mark(gate.clock().unix_now());
@@ -538,7 +566,7 @@ async fn forward(
                 Reason::UpstreamUnavailable => gate.metrics().upstream_error("unavailable"),
                 _ => {}
             }
-            reason.into_response(audience).map(body::boxed)
+            reason.into_response(trace.audience).map(body::boxed)
         }
     }
 }

@@ -59,9 +59,10 @@ impl Reason {
 const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Who will read a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Audience {
     /// A program: non-navigation requests and `Accept: application/json`.
+    #[default]
     Api,
     /// A person looking at a page.
     Page,
