@@ -85,6 +85,9 @@ fn star_matches_exactly_one_non_empty_segment() {
     assert_eq!(winner(&mid, "/u/bob/settings/"), Some("/u/*/settings"));
     assert_eq!(winner(&mid, "/u/bob/other"), None);
     assert_eq!(winner(&mid, "/u/bob"), None);
+    // Not even when handed a path with an empty segment (normalized paths
+    // have none; this is the guard behind that).
+    assert_eq!(winner(&mid, "/u//settings"), None);
     let top = set(&["/*"]);
     assert_eq!(winner(&top, "/"), None);
     assert_eq!(winner(&top, "/x"), Some("/*"));
