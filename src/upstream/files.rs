@@ -46,6 +46,8 @@ use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use tokio::io::AsyncReadExt;
 
+use crate::http::respond;
+
 /// The largest file served by default: 16 MiB.
 pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -105,7 +107,7 @@ impl StaticDir {
     ) -> Response<Full<Bytes>> {
         let head = *method == Method::HEAD;
         if !head && *method != Method::GET {
-            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            let mut resp = respond::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
@@ -235,36 +237,24 @@ fn redirect_with_slash(path: &str, query: Option<&str>) -> Response<Full<Bytes>>
     let Ok(location) = HeaderValue::try_from(location) else {
         return not_found();
     };
-    let mut resp = text(StatusCode::PERMANENT_REDIRECT, "");
+    let mut resp = respond::empty(StatusCode::PERMANENT_REDIRECT);
     resp.headers_mut().insert(LOCATION, location);
     resp
 }
 
 fn not_found() -> Response<Full<Bytes>> {
-    text(StatusCode::NOT_FOUND, "not found\n")
+    respond::text(StatusCode::NOT_FOUND, "not found")
 }
 
 fn too_large() -> Response<Full<Bytes>> {
-    text(
+    respond::text(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "file too large for the dir upstream\n",
+        "file too large for the dir upstream",
     )
 }
 
 fn read_failed() -> Response<Full<Bytes>> {
-    text(StatusCode::INTERNAL_SERVER_ERROR, "could not read file\n")
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    resp
+    respond::text(StatusCode::INTERNAL_SERVER_ERROR, "could not read file")
 }
 
 #[cfg(test)]
