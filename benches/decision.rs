@@ -66,6 +66,8 @@ fn bench_admit(c: &mut Criterion) {
         user_id: Some("user_01HZX3Q4V9".into()),
         name: None,
         avatar_url: None,
+        groups: Vec::new(),
+        attributes: Default::default(),
         issued_at: NOW,
         expires_at: NOW + 3600,
     };

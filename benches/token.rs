@@ -37,6 +37,8 @@ fn claims() -> Claims {
         user_id: Some("user_01HZX3Q4V9".to_owned()),
         name: Some("Ada Lovelace".to_owned()),
         avatar_url: Some("https://cdn.example.com/avatars/01HZX3Q4V9.png".to_owned()),
+        groups: Vec::new(),
+        attributes: Default::default(),
         issued_at: 1_700_000_000,
         expires_at: 1_700_086_400,
     }

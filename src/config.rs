@@ -72,8 +72,9 @@ impl DefaultAccess {
 }
 
 /// The config the unit tests share: a live and a retired secret, a public
-/// root, `/docs/**` for verified users, `/staff/**` for example.com, and
-/// no upstream.
+/// root, `/docs/**` for verified users, `/staff/**` for example.com,
+/// `/beta/**` for group beta and plan pro, `/docs/**` POSTs for group
+/// editors, and no upstream.
 #[cfg(test)]
 pub(crate) const TEST_CONFIG: &str = r#"
 [verification]
@@ -96,6 +97,16 @@ access = "verified"
 path = "/staff/**"
 access = "verified"
 allow_domains = ["example.com"]
+[[pages]]
+path = "/beta/**"
+access = "verified"
+allow_groups = ["beta"]
+require = { plan = ["pro"] }
+[[pages]]
+path = "/docs/**"
+methods = ["POST"]
+access = "verified"
+allow_groups = ["editors"]
 "#;
 
 /// The token API's paths (the second is an alias kept for backends written
@@ -112,6 +123,8 @@ pub(crate) enum Endpoint {
     EmbedScript,
     /// Where a browser ends its session (`embed.logout_path`).
     Logout,
+    /// Who the user is, as JSON (`embed.me_path`).
+    Me,
 }
 
 impl Endpoint {
@@ -121,6 +134,7 @@ impl Endpoint {
             Endpoint::TokenApi => "the token API",
             Endpoint::EmbedScript => "the released-page script",
             Endpoint::Logout => "the logout endpoint",
+            Endpoint::Me => "the user-info endpoint",
         }
     }
 }
@@ -198,10 +212,20 @@ pub(crate) struct Embed {
     pub script_path: String,
     /// Where a browser ends its session.
     pub logout_path: String,
+    /// Where the page asks who the user is.
+    pub me_path: String,
+    /// The origins that may frame the portal and read `me_path` with
+    /// credentials (CORS); empty means any may frame, none may read.
+    pub allowed_origins: Vec<String>,
     /// The `Content-Security-Policy` value built from `allowed_origins`
     /// (who may frame the portal); `None` leaves framing unrestricted.
     pub frame_ancestors: Option<http::HeaderValue>,
 }
+
+/// The attributes forwarded to the upstream as
+/// `X-Forwarded-Attr-<Key>` (`[forward] attributes`): the key, and its
+/// header's name (`support_tier` → `x-forwarded-attr-support-tier`).
+pub(crate) type ForwardedAttributes = Vec<(String, http::HeaderName)>;
 
 /// The token API's settings.
 #[derive(Debug, Clone, Default)]
@@ -311,6 +335,8 @@ pub struct Config {
     pub(crate) limits: Limits,
     /// Who may call the token API.
     pub(crate) api: Api,
+    /// Attributes the upstream receives in headers.
+    pub(crate) forward: ForwardedAttributes,
     /// The embed's paths and framing policy.
     pub(crate) embed: Embed,
     /// TLS for the gate's own listener; plain HTTP when absent.
@@ -414,6 +440,7 @@ impl Config {
             .chain([
                 (self.embed.script_path.as_str(), Endpoint::EmbedScript),
                 (self.embed.logout_path.as_str(), Endpoint::Logout),
+                (self.embed.me_path.as_str(), Endpoint::Me),
             ])
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP side of the gate: the request's phases, the gate's own
-//! endpoints (token API, embed script, logout, the session exchange),
+//! endpoints (token API, embed script, logout, user info, the session
+//! exchange),
 //! header hygiene and the responses the gate gives itself.
 
 pub(crate) mod api;
@@ -8,6 +9,7 @@ pub(crate) mod headers;
 pub(crate) mod host;
 pub(crate) mod layer;
 pub(crate) mod limiter;
+pub(crate) mod me;
 pub(crate) mod phases;
 pub(crate) mod respond;
 pub(crate) mod session;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use clap::{Parser, Subcommand};
-use portal_gate::token::{self, Claims, IdentityError};
+use portal_gate::token::{self, AttrValue, Attributes, ClaimError, Claims};
 use portal_gate::Clock;
 use portal_gate::Config;
 
@@ -84,6 +84,8 @@ enum Command {
         /// Lifetime in seconds (default: the config's `token_ttl`).
         #[arg(long)]
         ttl: Option<u64>,
+        #[command(flatten)]
+        claims: ClaimArgs,
     },
     /// Print a new random secret (32 bytes, base64url).
     Secret,
@@ -94,10 +96,65 @@ enum Command {
         config: PathBuf,
         /// The request path (a query is ignored, as the gate ignores it).
         path: String,
+        /// The request method (names are case-sensitive, as in HTTP).
+        #[arg(long, default_value = "GET")]
+        method: String,
         /// Decide for a verified user with this email.
         #[arg(long)]
         email: Option<String>,
+        #[command(flatten)]
+        claims: ClaimArgs,
     },
+}
+
+/// Groups and attributes of a user, as the token API takes them.
+#[derive(clap::Args, Debug)]
+struct ClaimArgs {
+    /// A group the user is in (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// An attribute of the user, `key=value` (repeatable; a key given
+    /// twice holds a list).
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    attributes: Vec<String>,
+}
+
+impl ClaimArgs {
+    /// Puts the groups and attributes into `claims`, checked as the token
+    /// API checks them.
+    fn apply(self, claims: &mut Claims) -> anyhow::Result<()> {
+        let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
+        for pair in self.attributes {
+            let (key, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--attr {pair:?}: write it as key=value"))?;
+            match attributes.iter_mut().find(|(k, _)| k == key) {
+                Some((_, values)) => values.push(value.to_owned()),
+                None => attributes.push((key.to_owned(), vec![value.to_owned()])),
+            }
+        }
+        claims.groups = self.groups;
+        claims.attributes = attributes
+            .into_iter()
+            .map(|(key, mut values)| match values.len() {
+                1 => (key, AttrValue::One(values.remove(0))),
+                _ => (key, AttrValue::Many(values)),
+            })
+            .collect::<Attributes>();
+        claims.validate().map_err(flag_error)
+    }
+}
+
+/// A claim error, named by the flag that set the claim.
+fn flag_error(e: ClaimError) -> anyhow::Error {
+    let flag = match &e {
+        ClaimError::AccountId => "the config's account_id".to_owned(),
+        ClaimError::Email => "--email".to_owned(),
+        ClaimError::UserId => "--user-id".to_owned(),
+        ClaimError::TooManyGroups | ClaimError::Group(_) => format!("--group ({})", e.field()),
+        _ => format!("--attr ({})", e.field()),
+    };
+    anyhow::anyhow!("{flag} {e}")
 }
 
 fn main() -> ExitCode {
@@ -110,13 +167,16 @@ fn main() -> ExitCode {
             email,
             user_id,
             ttl,
-        } => mint(config, email, user_id, ttl),
+            claims,
+        } => mint(config, email, user_id, ttl, claims),
         Command::Secret => secret(),
         Command::Explain {
             config,
             path,
+            method,
             email,
-        } => explain(config, path, email),
+            claims,
+        } => explain(config, path, method, email, claims),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,32 +299,49 @@ fn mint(
     email: String,
     user_id: Option<String>,
     ttl: Option<u64>,
+    extra: ClaimArgs,
 ) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
     let ttl = ttl.map(Duration::from_secs).unwrap_or(config.token_ttl());
     anyhow::ensure!(!ttl.is_zero(), "--ttl must be at least 1 second");
     let account_id = config.account_id().to_string();
     let now = portal_gate::SystemClock.unix_now();
-    let claims =
-        Claims::for_user(account_id, &email, user_id, now, ttl.as_secs()).map_err(|e| match e {
-            IdentityError::Email => anyhow::anyhow!("--email {email:?} {e}"),
-            IdentityError::UserId => anyhow::anyhow!("--user-id {e}"),
-        })?;
+    let mut claims =
+        Claims::for_user(account_id, &email, user_id, now, ttl.as_secs()).map_err(flag_error)?;
+    extra.apply(&mut claims)?;
     let token = token::mint(config.secrets().primary(), &claims);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     Ok(())
 }
 
-fn explain(config: PathBuf, path: String, email: Option<String>) -> anyhow::Result<()> {
+fn explain(
+    config: PathBuf,
+    path: String,
+    method: String,
+    email: Option<String>,
+    extra: ClaimArgs,
+) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| anyhow::anyhow!("--method {method:?} is not an HTTP method"))?;
+    let user = match email {
+        Some(email) => {
+            let account = config.account_id().to_owned();
+            let mut claims = Claims::for_user(account, &email, None, 0, 0).map_err(flag_error)?;
+            extra.apply(&mut claims)?;
+            Some(claims)
+        }
+        None if extra.groups.is_empty() && extra.attributes.is_empty() => None,
+        None => anyhow::bail!("--group and --attr describe a user: pass --email too"),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     let explained = runtime.block_on(async {
         let gate = portal_gate::Gate::new(config)?;
-        Ok::<_, std::io::Error>(gate.explain(&path, email.as_deref()).await)
+        Ok::<_, std::io::Error>(gate.explain(&method, &path, user.as_ref()).await)
     })?;
     print!("{explained}");
     Ok(())

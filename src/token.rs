@@ -18,11 +18,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub(crate) mod claims;
 pub(crate) mod format;
 pub(crate) mod keys;
 #[cfg(test)]
 mod vectors;
 
-pub use format::{mint, open, Claims, IdentityError, Opened, TokenError, MAX_TOKEN_LEN};
+pub use claims::{
+    AttrValue, Attributes, ClaimError, Claims, MAX_ATTRIBUTES, MAX_ATTRIBUTE_CHARS,
+    MAX_ATTRIBUTE_VALUES, MAX_GROUPS,
+};
+pub use format::{mint, open, Opened, TokenError, MAX_TOKEN_LEN};
 pub(crate) use format::{mint_session, open_session};
 pub use keys::{KeyError, SecretRing, SecretSpec, TokenKey};

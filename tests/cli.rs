@@ -54,9 +54,44 @@ async fn the_demo_serves_public_pages_and_gates_the_rest() {
         token.starts_with("pg1.demo."),
         "stdout is only the token: {token:?}"
     );
+    // The roadmap is for paid plans, /beta/ for the beta group.
     let roadmap = get(&gate.url("/roadmap/")).bearer(token).send().await;
+    assert_eq!(roadmap.status, StatusCode::FORBIDDEN);
+    let (code, pro, err) = run(&[
+        "token",
+        "--config",
+        config,
+        "--email",
+        "ada@example.org",
+        "--attr",
+        "plan=pro",
+        "--group",
+        "beta",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let pro = pro.trim();
+    let roadmap = get(&gate.url("/roadmap/")).bearer(pro).send().await;
     assert_eq!(roadmap.status, StatusCode::OK);
     assert!(roadmap.body.contains("<h1>Roadmap</h1>"));
+    let beta = get(&gate.url("/beta/")).bearer(pro).send().await;
+    assert!(beta.body.contains("<h1>Beta</h1>"), "{}", beta.body);
+    assert_eq!(
+        get(&gate.url("/beta/")).bearer(token).send().await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Ideas are public to read; a vote (POST) needs a verified user, and
+    // then reaches the demo's static upstream, which has no vote handler.
+    let ideas = get(&gate.url("/ideas/")).send().await;
+    assert!(ideas.body.contains("<h1>Ideas</h1>"));
+    let vote = request(http::Method::POST, &gate.url("/ideas/dark-mode/vote"))
+        .send()
+        .await;
+    assert_eq!(vote.status, StatusCode::UNAUTHORIZED);
+    let vote = request(http::Method::POST, &gate.url("/ideas/dark-mode/vote"))
+        .bearer(token)
+        .send()
+        .await;
+    assert_eq!(vote.status, StatusCode::METHOD_NOT_ALLOWED);
     let internal = get(&gate.url("/internal/")).bearer(token).send().await;
     assert_eq!(internal.status, StatusCode::FORBIDDEN);
 
@@ -117,6 +152,14 @@ value = "s"
         (base.replace("http://127.0.0.1:9", "ftp://x"), 2, "upstream.url"),
         (format!("{base}\n[[pages]]\npath = \"no-slash\"\naccess = \"public\"\n"), 12, "pages[0].path"),
         (format!("{base}\n[[pages]]\npath = \"/a\"\naccess = \"secret\"\n"), 13, "access"),
+        // Methods: two rules for one pattern that both cover HEAD (GET
+        // brings it), an unknown method, and a lower-case one.
+        (format!("{base}\n[[pages]]\npath = \"/i/**\"\nmethods = [\"GET\"]\naccess = \"public\"\n[[pages]]\npath = \"/i/**\"\naccess = \"verified\"\nmethods = [\"POST\", \"HEAD\"]\n"), 18, "pages[1].methods"),
+        (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"verified\"\nmethods = [\"VOTE\"]\n"), 14, "pages[0].methods"),
+        (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"verified\"\nmethods = [\"get\"]\n"), 14, "pages[0].methods"),
+        (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"public\"\nallow_groups = [\"beta\"]\n"), 12, "pages[0].access"),
+        (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"verified\"\nrequire = {{ Plan = [\"pro\"] }}\n"), 12, "pages[0].require"),
+        (format!("{base}\n[forward]\nattributes = [\"plan\", \"Plan\"]\n"), 12, "forward.attributes"),
     ];
     for (text, line, key) in cases {
         let path = write_config(&dir, &text);
@@ -159,6 +202,28 @@ fn token_refuses_a_bad_email() {
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(err.contains("email"));
+    for (flag, value, says) in [
+        ("--group", "a b", "--group (groups[0]) must match"),
+        (
+            "--attr",
+            "Plan=pro",
+            "--attr (attributes.Plan) is not a valid key",
+        ),
+        ("--attr", "plan", "--attr \"plan\": write it as key=value"),
+    ] {
+        let (code, out, err) = run(&[
+            "token",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--email",
+            "ada@example.org",
+            flag,
+            value,
+        ]);
+        assert_eq!(code, 1, "{flag} {value}");
+        assert!(out.is_empty());
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
 }
 
 #[test]
@@ -193,6 +258,11 @@ path = "/files./x"
 access = "verified"
 
 [[pages]]
+path = "/pro/**"
+access = "verified"
+require = {{ plan = [], region = ["eu"] }}
+
+[[pages]]
 path = "/docs/**"
 access = "public"
 "#
@@ -216,6 +286,11 @@ access = "public"
     );
     assert!(out.contains("rule \"/files./x\" can never match"), "{out}");
     assert!(!out.contains("rule \"/docs/**\" can never match"), "{out}");
+    assert!(
+        out.contains("warning: pages[2] (path \"/pro/**\"): no token can meet require.plan"),
+        "{out}"
+    );
+    assert!(!out.contains("require.region"), "{out}");
 
     // Private file, long secrets, live rules: no warning.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -226,7 +301,8 @@ access = "public"
         )
         .replace(&format!("not_after = \"{soon}\"\n"), "")
         .replace("path = \"/embed.js\"", "path = \"/roadmap\"")
-        .replace("path = \"/files./x\"", "path = \"/files/x\"");
+        .replace("path = \"/files./x\"", "path = \"/files/x\"")
+        .replace("plan = []", "plan = [\"pro\"]");
     std::fs::write(&path, clean).expect("write");
     let (_, out, _) = run(&["check", "--config", path.to_str().expect("utf-8")]);
     assert!(!out.contains("warning"), "{out}");

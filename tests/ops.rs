@@ -416,7 +416,63 @@ fn explain_names_the_rule_why_it_wins_and_the_decision() {
         "--email",
         "eve@example.org",
     ]);
-    assert!(outsider.contains("403 for eve@example.org"), "{outsider}");
+    assert!(
+        outsider
+            .contains("refused with 403 Forbidden: this user is not on this page's allow lists"),
+        "{outsider}"
+    );
+    assert!(
+        outsider.contains("condition: refused: this user is not on this page's allow lists"),
+        "{outsider}"
+    );
+    // Who the customer is: attributes and groups.
+    let explain_as = |path: &str, extra: &[&str]| {
+        let mut args = vec!["explain", "--config", config, path];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let free = explain_as(
+        "/roadmap/",
+        &["--email", "ada@example.org", "--attr", "plan=free"],
+    );
+    assert!(
+        free.contains("condition: refused: this user's attributes do not meet this page's require"),
+        "{free}"
+    );
+    assert!(free.contains("(require plan: enterprise, pro)"), "{free}");
+    let pro = explain_as(
+        "/roadmap/",
+        &["--email", "ada@example.org", "--attr", "plan=pro"],
+    );
+    assert!(
+        pro.contains("condition: admitted: any verified user (the rule has no allow list), and every require holds"),
+        "{pro}"
+    );
+    assert!(pro.contains("forwarded for ada@example.org"), "{pro}");
+    let beta = explain_as(
+        "/beta/x",
+        &["--email", "ada@example.org", "--group", "beta"],
+    );
+    assert!(
+        beta.contains("condition: admitted: a group is on allow_groups"),
+        "{beta}"
+    );
+    assert!(
+        beta.contains("user:     ada@example.org; groups: beta"),
+        "{beta}"
+    );
+    // Methods: the vote rule wins for POST, the public rule for GET.
+    let vote = explain_as("/ideas/1/vote", &["--method", "POST"]);
+    assert!(vote.contains("request:  POST /ideas/1/vote"), "{vote}");
+    assert!(
+        vote.contains("rule:     /ideas/** verified [POST]"),
+        "{vote}"
+    );
+    assert!(vote.contains("methods POST  <- wins"), "{vote}");
+    assert!(vote.contains("401"), "{vote}");
+    let read = explain_as("/ideas/1/vote", &[]);
+    assert!(read.contains("rule:     /ideas/** public"), "{read}");
+    assert!(read.contains("forwarded without an identity"), "{read}");
     let unmatched = run(&["explain", "--config", config, "/pricing"]);
     assert!(
         unmatched.contains("none matches; default_access applies: verified users only"),

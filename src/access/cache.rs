@@ -194,6 +194,8 @@ mod tests {
                 user_id: None,
                 name: None,
                 avatar_url: None,
+                groups: Vec::new(),
+                attributes: Default::default(),
                 issued_at: 0,
                 expires_at: n,
             },

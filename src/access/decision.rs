@@ -21,9 +21,10 @@ pub(crate) enum Decision {
     Forward(Option<Arc<Opened>>),
     /// Refuse it; it never reaches the upstream.
     Reject(Reason),
-    /// Refuse a verified user the rule does not admit (403); the user is
-    /// kept for the access log.
-    NotAdmitted(Arc<Opened>),
+    /// Refuse a verified user the rule does not admit (403, with a
+    /// [`Reason::NotAdmitted`] that says which condition failed); the user
+    /// is kept for the access log.
+    NotAdmitted(Arc<Opened>, Reason),
 }
 
 /// Open a credential through the cache and check everything that can
@@ -81,9 +82,14 @@ fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
     Ok(())
 }
 
-/// The rule's access for `path`, or the default when no rule matches.
-pub(crate) fn access_for<'c>(config: &'c Config, path: &str) -> (Option<&'c PageRule>, Access) {
-    match config.rules.find(path) {
+/// The rule for a `method` request of `path` and its access, or the
+/// default when no rule matches.
+pub(crate) fn access_for<'c>(
+    config: &'c Config,
+    path: &str,
+    method: &http::Method,
+) -> (Option<&'c PageRule>, Access) {
+    match config.rules.find(path, method) {
         Some(rule) => (Some(rule), rule.access()),
         None => (None, config.default_access.access()),
     }
@@ -110,11 +116,15 @@ pub(crate) fn decide(
         Ok(opened) => opened,
         Err(reason) => return Decision::Reject(reason),
     };
-    let admitted = rule.is_none_or(|rule| rule.admits(&opened.claims.email));
-    if admitted {
-        Decision::Forward(Some(opened))
-    } else {
-        Decision::NotAdmitted(opened)
+    match rule.map(|rule| (rule.admits(&opened.claims), rule.methods().is_some())) {
+        Some((Err(refusal), method_rule)) => {
+            let reason = Reason::NotAdmitted {
+                refusal,
+                method_rule,
+            };
+            Decision::NotAdmitted(opened, reason)
+        }
+        None | Some((Ok(_), _)) => Decision::Forward(Some(opened)),
     }
 }
 
@@ -141,6 +151,8 @@ mod tests {
             user_id: None,
             name: None,
             avatar_url: None,
+            groups: Vec::new(),
+            attributes: Default::default(),
             issued_at: iat,
             expires_at: exp,
         };
@@ -155,7 +167,13 @@ mod tests {
         credential: Option<&Credential<'_>>,
         now: u64,
     ) -> Decision {
-        decide(config, cache, access_for(config, path), credential, now)
+        decide(
+            config,
+            cache,
+            access_for(config, path, &http::Method::GET),
+            credential,
+            now,
+        )
     }
 
     #[test]
@@ -175,7 +193,7 @@ mod tests {
             NOW,
         ) {
             Decision::Reject(r) => Some(r),
-            Decision::NotAdmitted(_) => Some(Reason::NotAdmitted),
+            Decision::NotAdmitted(_, reason) => Some(reason),
             Decision::Forward(_) => None,
         };
         assert!(matches!(
@@ -196,7 +214,13 @@ mod tests {
         ));
         assert_eq!(reject(&ok, "/docs/x"), None);
         assert_eq!(reject(&ok, "/staff/x"), None);
-        assert_eq!(reject(&outsider, "/staff/x"), Some(Reason::NotAdmitted));
+        assert_eq!(
+            reject(&outsider, "/staff/x"),
+            Some(Reason::NotAdmitted {
+                refusal: crate::access::rules::Refusal::Email,
+                method_rule: false
+            })
+        );
         assert_eq!(
             reject(&expired, "/docs/x"),
             Some(Reason::InvalidToken(TokenError::Expired))

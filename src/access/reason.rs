@@ -9,6 +9,8 @@
 
 use http::StatusCode;
 
+use crate::access::rules::Refusal;
+
 /// Why the gate did not forward a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reason {
@@ -32,8 +34,15 @@ pub(crate) enum Reason {
     WrongAccount,
     /// Several different tokens arrived with one request.
     ConflictingTokens,
-    /// The token is valid, but the page rule does not admit this user.
-    NotAdmitted,
+    /// The token is valid, but the page rule does not admit this user:
+    /// which condition failed, and whether the rule is one for the
+    /// request's method.
+    NotAdmitted {
+        /// The condition that failed.
+        refusal: crate::access::rules::Refusal,
+        /// The rule that refused applies to some methods only.
+        method_rule: bool,
+    },
     /// The upstream could not be reached or broke off its answer.
     UpstreamUnavailable,
     /// The upstream did not answer within the configured timeout.
@@ -52,7 +61,7 @@ impl Reason {
             Reason::MissingToken | Reason::InvalidToken(_) | Reason::WrongAccount => {
                 StatusCode::UNAUTHORIZED
             }
-            Reason::NotAdmitted => StatusCode::FORBIDDEN,
+            Reason::NotAdmitted { .. } => StatusCode::FORBIDDEN,
             Reason::QueryTooLong => StatusCode::URI_TOO_LONG,
             Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -79,10 +88,35 @@ impl Reason {
             Reason::InvalidToken(_) => "the token is not valid",
             Reason::WrongAccount => "the token is not valid for this portal",
             Reason::ConflictingTokens => "the request carries several different tokens",
-            Reason::NotAdmitted => "this user may not see this page",
+            Reason::NotAdmitted {
+                refusal,
+                method_rule,
+            } => not_admitted(refusal, method_rule),
             Reason::UpstreamUnavailable => "the portal host is unavailable",
             Reason::UpstreamTimeout => "the portal host did not answer in time",
             Reason::Internal => "internal error",
+        }
+    }
+}
+
+/// What a 403 says: the condition the user did not meet, and for a rule
+/// with `methods`, that it holds for this method. Never the user's claims.
+fn not_admitted(refusal: Refusal, method_rule: bool) -> &'static str {
+    match (refusal, method_rule) {
+        (Refusal::Email, false) => "this user is not on this page's allow lists",
+        (Refusal::Email, true) => "this user is not on this page's allow lists for this method",
+        (Refusal::Group, false) => "this user is in no group this page admits",
+        (Refusal::Group, true) => "this user is in no group this page admits for this method",
+        (Refusal::Lists, false) => {
+            "this user is on none of this page's allow lists (emails, domains, groups)"
+        }
+        (Refusal::Lists, true) => {
+            "this user is on none of this page's allow lists (emails, domains, groups) \
+             for this method"
+        }
+        (Refusal::Attribute, false) => "this user's attributes do not meet this page's require",
+        (Refusal::Attribute, true) => {
+            "this user's attributes do not meet this page's require for this method"
         }
     }
 }

@@ -19,6 +19,16 @@
 //! leading literal segments wins. Config order never matters: two rules that
 //! could both match a path with equal precedence are a config error.
 //!
+//! # Methods
+//!
+//! A rule with `methods` applies only to those methods ([`Methods`]; `GET`
+//! brings `HEAD`). Rules share a pattern when their method sets are
+//! disjoint, and for that pattern a rule with methods beats the one
+//! without. A request whose method no rule of the winning pattern covers
+//! is judged by the next pattern that matches, and at last by
+//! `default_access`. Two different patterns of equal precedence still must
+//! not overlap, whatever their methods.
+//!
 //! # Lookup
 //!
 //! Exact rules live in a hash map keyed by the path without its trailing
@@ -30,16 +40,26 @@
 //! mutually disjoint (checked at compile), so the first match is the answer.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
+use http::Method;
+
+mod methods;
+mod who;
+
+pub(crate) use methods::Methods;
+use who::Who;
+pub(crate) use who::{Admit, Refusal};
+
 /// Who may see a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Access {
     /// Anyone, signed in or not.
     Public,
-    /// Users who proved an email address (and pass the rule's allow lists).
+    /// Users who proved an email address (and pass the rule's conditions).
+    #[default]
     Verified,
 }
 
@@ -53,7 +73,7 @@ impl Access {
 }
 
 /// One `[[pages]]` entry as the config hands it over.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RuleSpec {
     /// The `path` pattern, e.g. `/docs/**`.
     pub path: String,
@@ -63,6 +83,13 @@ pub(crate) struct RuleSpec {
     pub allow_emails: Vec<String>,
     /// Email domains admitted, exact match (with `access = "verified"` only).
     pub allow_domains: Vec<String>,
+    /// Groups admitted (with `access = "verified"` only).
+    pub allow_groups: Vec<String>,
+    /// Attribute key → values, one of which it must hold (with
+    /// `access = "verified"` only).
+    pub require: Vec<(String, Vec<String>)>,
+    /// The methods the rule applies to; `None` for all.
+    pub methods: Option<Vec<String>>,
 }
 
 /// Options that change how paths compare.
@@ -81,10 +108,10 @@ pub(crate) struct PageRule {
     access: Access,
     /// Position in `[[pages]]`, so messages can point at the config entry.
     index: usize,
-    /// Lower-cased; ordered so `describe` is stable.
-    emails: BTreeSet<String>,
-    /// Lower-cased; ordered so `describe` is stable.
-    domains: BTreeSet<String>,
+    /// Who a verified page admits.
+    who: Who,
+    /// The methods it applies to; `None` for all.
+    methods: Option<Methods>,
     /// Leading literal segments: the precedence key among patterns.
     literal_prefix: usize,
     exact: bool,
@@ -111,43 +138,41 @@ impl PageRule {
         self.exact
     }
 
-    /// Whether a verified user with this (already lower-cased) email may see
-    /// the page. Public: always. Verified without allow lists: always.
-    /// Otherwise the email must be listed, or its domain (the part after the
-    /// last `@`, compared exactly, subdomains excluded) must be.
-    pub(crate) fn admits(&self, email: &str) -> bool {
-        if self.access == Access::Public || (self.emails.is_empty() && self.domains.is_empty()) {
-            return true;
-        }
-        self.emails.contains(email)
-            || email
-                .rsplit_once('@')
-                .is_some_and(|(_, domain)| self.domains.contains(domain))
+    /// The methods the rule applies to; `None` for all.
+    pub(crate) fn methods(&self) -> Option<Methods> {
+        self.methods
+    }
+
+    /// Whether a verified user with these claims may see the page, and
+    /// what admitted them ([`Who::judge`]). A public rule has no
+    /// conditions and admits anyone.
+    pub(crate) fn admits(&self, claims: &crate::token::Claims) -> Result<Admit, Refusal> {
+        self.who.judge(claims)
+    }
+
+    /// Whether the rule requires attributes.
+    pub(crate) fn has_require(&self) -> bool {
+        self.who.has_require()
+    }
+
+    /// The required attribute keys no token can meet, for `check`.
+    pub(crate) fn unmeetable(&self) -> impl Iterator<Item = &str> {
+        self.who.unmeetable()
     }
 
     /// One line for `portal-gate check`, e.g.
-    /// `/internal/** verified (domains: example.com)`.
+    /// `/internal/** verified [POST] (domains: example.com; groups: staff)`.
     pub(crate) fn describe(&self) -> String {
         let mut line = format!("{} {}", self.pattern, self.access.as_str());
-        let mut lists = Vec::new();
-        if !self.emails.is_empty() {
-            lists.push(format!("emails: {}", join(&self.emails)));
+        if let Some(methods) = self.methods {
+            line.push_str(&format!(" [{}]", methods.describe()));
         }
-        if !self.domains.is_empty() {
-            lists.push(format!("domains: {}", join(&self.domains)));
-        }
-        if !lists.is_empty() {
-            line.push_str(&format!(" ({})", lists.join("; ")));
+        let conditions = self.who.describe();
+        if !conditions.is_empty() {
+            line.push_str(&format!(" ({})", conditions.join("; ")));
         }
         line
     }
-}
-
-fn join(set: &BTreeSet<String>) -> String {
-    set.iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Why a `[[pages]]` entry was rejected.
@@ -181,8 +206,17 @@ pub(crate) enum RuleErrorKind {
     BadEmail(String),
     /// An `allow_domains` entry is not a domain.
     BadDomain(String),
-    /// Allow lists on a public rule would mean nothing.
-    AllowListOnPublic,
+    /// An `allow_groups` entry is not a group name.
+    BadGroup(String),
+    /// A `require` key is not an attribute key.
+    BadRequireKey(String),
+    /// A `methods` entry is not a standard method, or the list is empty
+    /// (the string is then empty).
+    BadMethod(String),
+    /// Another rule has the same pattern and applies to this method too.
+    MethodsOverlap(&'static str),
+    /// Allow lists or `require` on a public rule would mean nothing.
+    NarrowsPublic,
 }
 
 impl fmt::Display for RuleError {
@@ -207,10 +241,32 @@ impl fmt::Display for RuleError {
             ),
             RuleErrorKind::BadEmail(e) => write!(f, "allow_emails entry {e:?} is not an email"),
             RuleErrorKind::BadDomain(d) => write!(f, "allow_domains entry {d:?} is not a domain"),
-            RuleErrorKind::AllowListOnPublic => write!(
+            RuleErrorKind::BadGroup(g) => write!(
                 f,
-                "allow_emails/allow_domains on a public page mean nothing; \
-                 use access = \"verified\" or remove them"
+                "allow_groups entry {g:?} is not a group name (^[A-Za-z0-9:._-]{{1,64}}$)"
+            ),
+            RuleErrorKind::BadRequireKey(k) => write!(
+                f,
+                "require key {k:?} is not an attribute key (^[a-z][a-z0-9_]{{0,31}}$)"
+            ),
+            RuleErrorKind::BadMethod(m) if m.is_empty() => write!(
+                f,
+                "methods is empty; name at least one method, or remove it to cover all"
+            ),
+            RuleErrorKind::BadMethod(m) => write!(
+                f,
+                "methods entry {m:?} is not one of GET, HEAD, POST, PUT, DELETE, PATCH, \
+                 OPTIONS (names are case-sensitive; GET covers HEAD too)"
+            ),
+            RuleErrorKind::MethodsOverlap(method) => write!(
+                f,
+                "ambiguous with {other}: both apply to {method} on the same path; \
+                 give them disjoint methods"
+            ),
+            RuleErrorKind::NarrowsPublic => write!(
+                f,
+                "allow_emails/allow_domains/allow_groups/require on a public page mean \
+                 nothing; use access = \"verified\" or remove them"
             ),
         }
     }
@@ -223,12 +279,65 @@ impl std::error::Error for RuleError {}
 pub(crate) struct RuleSet {
     /// In config order: a rule's index is its position here.
     rules: Vec<PageRule>,
-    /// Exact rules by path without trailing slash (root stays `/`).
+    /// The rules of each pattern; the map and the trie hold slot indices.
+    slots: Vec<Slot>,
+    /// Exact rules' slots by path without trailing slash (root stays `/`).
     exact: HashMap<Box<str>, usize>,
     /// The pattern trie; node 0 is the root (empty literal prefix).
     nodes: Vec<Node>,
     /// Lower-case looked-up paths (patterns were lower-cased at compile).
     case_insensitive: bool,
+}
+
+/// The rules of one pattern: those with methods (pairwise disjoint), and
+/// at most one without, which covers the methods they leave.
+#[derive(Debug, Default)]
+struct Slot {
+    by_method: Vec<(Methods, usize)>,
+    any: Option<usize>,
+}
+
+impl Slot {
+    /// The rule of this pattern for `method`.
+    fn pick(&self, method: &Method) -> Option<usize> {
+        self.by_method
+            .iter()
+            .find(|(methods, _)| methods.contains(method))
+            .map(|&(_, rule)| rule)
+            .or(self.any)
+    }
+
+    /// Adds rule `index`, or names the rule it would share a method with.
+    fn add(
+        &mut self,
+        index: usize,
+        methods: Option<Methods>,
+    ) -> Result<(), (usize, RuleErrorKind)> {
+        match methods {
+            None => match self.any {
+                Some(other) => return Err((other, RuleErrorKind::Duplicate)),
+                None => self.any = Some(index),
+            },
+            Some(methods) => {
+                for &(theirs, other) in &self.by_method {
+                    if let Some(method) = methods.overlap(theirs) {
+                        return Err((other, RuleErrorKind::MethodsOverlap(method)));
+                    }
+                }
+                self.by_method.push((methods, index));
+            }
+        }
+        Ok(())
+    }
+
+    /// A rule of this pattern, to name in messages.
+    fn first(&self) -> usize {
+        self.by_method
+            .first()
+            .map(|&(_, rule)| rule)
+            .or(self.any)
+            .unwrap_or_default()
+    }
 }
 
 /// A node of the pattern trie.
@@ -238,10 +347,10 @@ struct Node {
     literal: HashMap<Box<str>, usize>,
     /// Child for a `*` segment.
     one: Option<usize>,
-    /// Rule whose pattern ends here (only below a wildcard: exact rules live
-    /// in `RuleSet::exact`).
+    /// Slot of the pattern that ends here (only below a wildcard: exact
+    /// rules live in `RuleSet::exact`).
     end: Option<usize>,
-    /// Rule whose pattern ends with `**` here.
+    /// Slot of the pattern that ends with `**` here.
     rest: Option<usize>,
     /// Literal-prefix nodes only: the parent, to climb back without a stack.
     parent: Option<usize>,
@@ -341,11 +450,12 @@ impl RuleSet {
     ) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet {
             rules: Vec::with_capacity(specs.len()),
+            slots: Vec::new(),
             exact: HashMap::new(),
             nodes: vec![Node::default()],
             case_insensitive: options.case_insensitive,
         };
-        // Canonical pattern text → rule, to tell duplicates from overlaps.
+        // Canonical pattern text → slot of a wildcard pattern.
         let mut seen_patterns: HashMap<String, usize> = HashMap::new();
         for (index, spec) in specs.into_iter().enumerate() {
             let fail = |kind, other: Option<usize>, rules: &[PageRule]| RuleError {
@@ -357,47 +467,72 @@ impl RuleSet {
             };
             let pattern = Pattern::parse(&spec.path, options.case_insensitive)
                 .map_err(|why| fail(RuleErrorKind::BadPattern(why), None, &set.rules))?;
-            let lists = check_lists(&spec).map_err(|kind| fail(kind, None, &set.rules))?;
-            let canonical = pattern.canonical.clone();
-            let exact = pattern.tail.is_empty();
-            if exact {
-                if let Some(&other) = set.exact.get(canonical.as_str()) {
-                    return Err(fail(RuleErrorKind::Duplicate, Some(other), &set.rules));
-                }
-                set.exact.insert(canonical.into(), index);
-            } else {
-                if let Some(&other) = seen_patterns.get(&canonical) {
-                    return Err(fail(RuleErrorKind::Duplicate, Some(other), &set.rules));
-                }
-                if let Err((other, example)) = set.insert_pattern(index, &pattern) {
-                    return Err(fail(
-                        RuleErrorKind::Ambiguous { example },
-                        Some(other),
-                        &set.rules,
-                    ));
-                }
-                seen_patterns.insert(canonical, index);
-            }
+            let who = Who::compile(&spec).map_err(|kind| fail(kind, None, &set.rules))?;
+            let methods = spec
+                .methods
+                .as_deref()
+                .map(Methods::parse)
+                .transpose()
+                .map_err(|m| fail(RuleErrorKind::BadMethod(m), None, &set.rules))?;
+            let (exact, literal_prefix) = (pattern.tail.is_empty(), pattern.prefix.len());
+            let slot = set
+                .slot_for(&pattern, &mut seen_patterns)
+                .map_err(|(other, kind)| fail(kind, Some(other), &set.rules))?;
+            set.slots[slot]
+                .add(index, methods)
+                .map_err(|(other, kind)| fail(kind, Some(other), &set.rules))?;
             set.rules.push(PageRule {
                 pattern: spec.path,
                 access: spec.access,
                 index,
-                emails: lists.0,
-                domains: lists.1,
-                literal_prefix: pattern.prefix.len(),
+                who,
+                methods,
+                literal_prefix,
                 exact,
             });
         }
         Ok(set)
     }
 
-    /// The rule that governs `path`, or `None` when no rule matches (the
-    /// caller applies `default_access`). `path` must be normalized: it starts
-    /// with `/`, has no `//`, `.` or `..` segments and no query.
+    /// The slot of `pattern`: the one its canonical text already has, or
+    /// a new one, placed in the exact map or the trie (which refuses a
+    /// different pattern of equal precedence that overlaps it).
+    fn slot_for(
+        &mut self,
+        pattern: &Pattern,
+        seen_patterns: &mut HashMap<String, usize>,
+    ) -> Result<usize, (usize, RuleErrorKind)> {
+        let known = match pattern.tail.is_empty() {
+            true => self.exact.get(pattern.canonical.as_str()),
+            false => seen_patterns.get(&pattern.canonical),
+        };
+        if let Some(&slot) = known {
+            return Ok(slot);
+        }
+        let slot = self.slots.len();
+        if pattern.tail.is_empty() {
+            self.exact.insert(pattern.canonical.as_str().into(), slot);
+        } else {
+            self.insert_pattern(slot, pattern)
+                .map_err(|(other, example)| {
+                    let other = self.slots[other].first();
+                    (other, RuleErrorKind::Ambiguous { example })
+                })?;
+            seen_patterns.insert(pattern.canonical.clone(), slot);
+        }
+        self.slots.push(Slot::default());
+        Ok(slot)
+    }
+
+    /// The rule that governs a `method` request for `path`, or `None` when
+    /// no rule matches (the caller applies `default_access`). `path` must
+    /// be normalized: it starts with `/`, has no `//`, `.` or `..` segments
+    /// and no query. The most specific pattern with a rule for the method
+    /// wins ([`Slot::pick`]).
     ///
     /// Allocates nothing, except one lower-cased copy of the path when the
     /// set is case-insensitive and the path has an ASCII upper-case letter.
-    pub(crate) fn find(&self, path: &str) -> Option<&PageRule> {
+    pub(crate) fn find(&self, path: &str, method: &Method) -> Option<&PageRule> {
         if !path.starts_with('/') {
             return None;
         }
@@ -411,8 +546,9 @@ impl RuleSet {
             Some(t) if !t.is_empty() => t,
             _ => &path,
         };
-        if let Some(&i) = self.exact.get(trimmed) {
-            return self.rules.get(i);
+        let pick = |slot: usize| self.slots[slot].pick(method);
+        if let Some(rule) = self.exact.get(trimmed).and_then(|&slot| pick(slot)) {
+            return self.rules.get(rule);
         }
         // From here on "" is the root, so every segment follows a '/'.
         let body = if trimmed == "/" { "" } else { trimmed };
@@ -427,10 +563,13 @@ impl RuleSet {
         let mut at = Some(node);
         while let Some(id) = at {
             let node = &self.nodes[id];
-            if let Some(rest) = body.get(node.prefix_len..) {
-                if let Some(rule) = self.match_tail(node, rest) {
-                    return self.rules.get(rule);
-                }
+            // The patterns below one node are disjoint: at most one matches.
+            let rest = body.get(node.prefix_len..);
+            if let Some(rule) = rest
+                .and_then(|rest| self.match_tail(node, rest))
+                .and_then(pick)
+            {
+                return self.rules.get(rule);
             }
             at = node.parent;
         }
@@ -478,7 +617,8 @@ impl RuleSet {
     }
 
     /// Rules in precedence order: exact rules, then patterns by literal
-    /// prefix length (longest first), each group by pattern text.
+    /// prefix length (longest first), each group by pattern text, and for
+    /// one pattern the rules with methods first.
     pub(crate) fn in_precedence_order(&self) -> Vec<&PageRule> {
         let mut rules: Vec<&PageRule> = self.rules.iter().collect();
         // Exact rules never compete with each other, so they sort by text only.
@@ -487,6 +627,8 @@ impl RuleSet {
             rank(b)
                 .cmp(&rank(a))
                 .then_with(|| a.pattern.cmp(&b.pattern))
+                .then_with(|| b.methods.is_some().cmp(&a.methods.is_some()))
+                .then_with(|| a.index.cmp(&b.index))
         });
         rules
     }
@@ -517,9 +659,9 @@ impl RuleSet {
         child
     }
 
-    /// Adds a wildcard pattern, or returns the rule it overlaps with equal
+    /// Adds a wildcard pattern, or returns the slot it overlaps with equal
     /// precedence and a path both match.
-    fn insert_pattern(&mut self, rule: usize, pattern: &Pattern) -> Result<(), (usize, String)> {
+    fn insert_pattern(&mut self, slot: usize, pattern: &Pattern) -> Result<(), (usize, String)> {
         let mut id = 0;
         let mut prefix_len = 0;
         for lit in &pattern.prefix {
@@ -553,8 +695,8 @@ impl RuleSet {
             };
         }
         match pattern.tail.last() {
-            Some(Segment::Rest) => self.nodes[id].rest = Some(rule),
-            _ => self.nodes[id].end = Some(rule),
+            Some(Segment::Rest) => self.nodes[id].rest = Some(slot),
+            _ => self.nodes[id].end = Some(slot),
         }
         Ok(())
     }
@@ -630,34 +772,6 @@ fn sorted(children: &HashMap<Box<str>, usize>) -> Vec<(&str, usize)> {
     let mut v: Vec<(&str, usize)> = children.iter().map(|(k, &c)| (&**k, c)).collect();
     v.sort_unstable();
     v
-}
-
-type AllowLists = (BTreeSet<String>, BTreeSet<String>);
-
-fn check_lists(spec: &RuleSpec) -> Result<AllowLists, RuleErrorKind> {
-    let (emails, domains) = (&spec.allow_emails, &spec.allow_domains);
-    if spec.access == Access::Public && !(emails.is_empty() && domains.is_empty()) {
-        return Err(RuleErrorKind::AllowListOnPublic);
-    }
-    let blank = |s: &str| s.is_empty() || s.chars().any(char::is_whitespace);
-    let email_ok = |e: &str| match e.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && !blank(domain) && !domain.contains('@') && !blank(e)
-        }
-        None => false,
-    };
-    let emails = emails.iter().map(|e| match email_ok(e) {
-        true => Ok(e.to_lowercase()),
-        false => Err(RuleErrorKind::BadEmail(e.clone())),
-    });
-    let domains = domains.iter().map(|d| match blank(d) || d.contains('@') {
-        false => Ok(d.to_lowercase()),
-        true => Err(RuleErrorKind::BadDomain(d.clone())),
-    });
-    Ok((
-        emails.collect::<Result<_, _>>()?,
-        domains.collect::<Result<_, _>>()?,
-    ))
 }
 
 #[cfg(test)]

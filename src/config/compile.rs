@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::*;
-use crate::access::rules::{RuleOptions, RuleSet, RuleSpec};
+use crate::access::rules::{RuleErrorKind, RuleOptions, RuleSet, RuleSpec};
 use crate::token::keys::{SecretRing, SecretSpec};
 
 /// Turns byte offsets into line numbers and builds located errors.
@@ -147,6 +147,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         allowed_sources: networks(&at, &raw.api.allowed_sources, "api.allowed_sources")?,
     };
     let public_hosts = compile_public_hosts(&at, &raw.public_hosts)?;
+    let forward = compile_forward(&at, &raw.forward.attributes)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -161,6 +162,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         public_hosts,
         limits,
         api,
+        forward,
         embed,
         tls,
         admin,
@@ -357,6 +359,7 @@ fn upstream_url(at: &Locator<'_>, url: &Spanned<String>) -> Result<http::Uri, Co
 fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError> {
     let script_path = gate_path(at, &raw.script_path, "embed.script_path", "/embed.js")?;
     let logout_path = gate_path(at, &raw.logout_path, "embed.logout_path", "/auth/logout")?;
+    let me_path = gate_path(at, &raw.me_path, "embed.me_path", "/auth/me")?;
     let origins = raw
         .allowed_origins
         .iter()
@@ -375,8 +378,35 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
     Ok(Embed {
         script_path,
         logout_path,
+        me_path,
+        allowed_origins: origins,
         frame_ancestors,
     })
+}
+
+/// `[forward] attributes`: keys an attribute may have, each once, and the
+/// header each goes in.
+fn compile_forward(
+    at: &Locator<'_>,
+    raw: &[Spanned<String>],
+) -> Result<crate::config::ForwardedAttributes, ConfigError> {
+    let mut out: crate::config::ForwardedAttributes = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let key = entry.get_ref();
+        if !crate::token::claims::is_valid_attribute_key(key) {
+            let why = format!("{key:?} is not an attribute key (^[a-z][a-z0-9_]{{0,31}}$)");
+            return Err(at.error(entry.span(), "forward.attributes", why));
+        }
+        if out.iter().any(|(k, _)| k == key) {
+            let why = format!("{key:?} is listed twice");
+            return Err(at.error(entry.span(), "forward.attributes", why));
+        }
+        let name = format!("x-forwarded-attr-{}", key.replace('_', "-"));
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| at.error(entry.span(), "forward.attributes", "not a header name"))?;
+        out.push((key.clone(), name));
+    }
+    Ok(out)
 }
 
 /// A path the gate answers itself (`embed.*_path`): normalized, absolute,
@@ -764,14 +794,39 @@ fn compile_pages(
                 access: p.access,
                 allow_emails: p.allow_emails.clone(),
                 allow_domains: p.allow_domains.clone(),
+                allow_groups: p.allow_groups.clone(),
+                require: p
+                    .require
+                    .iter()
+                    .map(|(key, values)| (key.clone(), values.clone().into_vec()))
+                    .collect(),
+                methods: p.methods.as_ref().map(|m| m.get_ref().clone()),
             }
         })
         .collect();
     RuleSet::compile(specs, RuleOptions { case_insensitive }).map_err(|e| {
-        let span = raw
-            .get(e.index)
-            .map(|p| p.get_ref().path.span())
-            .unwrap_or(0..0);
+        let page = raw.get(e.index).map(Spanned::get_ref);
+        let field = match e.kind {
+            RuleErrorKind::BadMethod(_) | RuleErrorKind::MethodsOverlap(_) => "methods",
+            RuleErrorKind::BadEmail(_) => "allow_emails",
+            RuleErrorKind::BadDomain(_) => "allow_domains",
+            RuleErrorKind::BadGroup(_) => "allow_groups",
+            RuleErrorKind::BadRequireKey(_) => "require",
+            RuleErrorKind::NarrowsPublic => "access",
+            _ => "path",
+        };
+        // The methods list has its own line; the other keys are told by
+        // the entry's path line.
+        let span = match (field, page) {
+            (
+                "methods",
+                Some(RawPage {
+                    methods: Some(m), ..
+                }),
+            ) => m.span(),
+            (_, Some(p)) => p.path.span(),
+            _ => 0..0,
+        };
         let mut message = e.to_string();
         if let Some(other) = e.other.and_then(|o| raw.get(o)) {
             message.push_str(&format!(
@@ -779,7 +834,7 @@ fn compile_pages(
                 at.line_of(other.get_ref().path.span().start)
             ));
         }
-        at.error(span, &format!("pages[{}].path", e.index), message)
+        at.error(span, &format!("pages[{}].{field}", e.index), message)
     })
 }
 

@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     pub(super) embed: RawEmbed,
     #[serde(default)]
     pub(super) api: RawApi,
+    #[serde(default)]
+    pub(super) forward: RawForward,
     pub(super) tls: Option<Spanned<RawTls>>,
     pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
@@ -51,9 +53,17 @@ pub(super) struct RawTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawForward {
+    #[serde(default)]
+    pub(super) attributes: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawEmbed {
     pub(super) script_path: Option<Spanned<String>>,
     pub(super) logout_path: Option<Spanned<String>>,
+    pub(super) me_path: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) allowed_origins: Vec<Spanned<String>>,
 }
@@ -126,4 +136,26 @@ pub(super) struct RawPage {
     pub(super) allow_emails: Vec<String>,
     #[serde(default)]
     pub(super) allow_domains: Vec<String>,
+    #[serde(default)]
+    pub(super) allow_groups: Vec<String>,
+    #[serde(default)]
+    pub(super) require: std::collections::BTreeMap<String, OneOrMany>,
+    pub(super) methods: Option<Spanned<Vec<String>>>,
+}
+
+/// A `require` value: `"pro"` or `["pro", "enterprise"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a string or a list of strings")]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
 }

@@ -8,7 +8,8 @@ use super::Config;
 impl Config {
     /// What `portal-gate check` warns about: secrets that expire within 7
     /// days (or have), secrets shorter than 32 bytes, inline secrets in a
-    /// file others may read, and rules that can never match.
+    /// file others may read, rules that can never match, and `require`
+    /// keys no token can meet.
     pub fn warnings(&self, now: std::time::SystemTime) -> Vec<String> {
         let mut out = Vec::new();
         let week = Duration::from_secs(7 * 24 * 3600);
@@ -45,6 +46,15 @@ impl Config {
         for rule in self.rules.in_precedence_order() {
             if let Some(why) = never_matches(rule.pattern(), self) {
                 out.push(format!("rule {:?} can never match: {why}", rule.pattern()));
+            }
+            for key in rule.unmeetable() {
+                out.push(format!(
+                    "pages[{}] (path {:?}): no token can meet require.{key}: its list is \
+                     empty, or every value is longer than 128 characters or has a control \
+                     character; nobody will see this page",
+                    rule.index(),
+                    rule.pattern()
+                ));
             }
         }
         out

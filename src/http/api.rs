@@ -21,10 +21,16 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::http::limiter::FailureLimiter;
 use crate::http::respond::{self, json_error, OwnResponse};
-use crate::token::{self, Claims, IdentityError};
+use crate::token::{self, Attributes, ClaimError, Claims};
 
 /// The longest avatar URL kept in a token.
 const MAX_AVATAR_URL: usize = 1024;
+
+/// The longest token the API mints: its session cookie (one byte longer,
+/// under the cookie's name) must stay within the 4096 bytes browsers keep
+/// for one cookie, with room for longer timestamps.
+const MAX_MINTED_LEN: usize =
+    4096 - crate::access::credential::COOKIE_NAME.len() - "=".len() - "s".len() - 64;
 
 #[derive(Debug, Deserialize)]
 struct TokenRequest {
@@ -33,6 +39,10 @@ struct TokenRequest {
     user_id: Option<String>,
     #[serde(default)]
     profile: Option<Profile>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    attributes: Option<Attributes>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,20 +192,19 @@ where
     }
     authorize(config, caller, &request, now)?;
     let bytes = read_body(config, request).await?;
-    let body: TokenRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-    let claims = validate(config, body, now)?;
+    let claims = validate(config, parse(&bytes)?, now)?;
     let key = config.secrets.primary();
     if !key.is_live(std::time::UNIX_EPOCH + Duration::from_secs(now)) {
         return Err(ApiError::NoLiveSecret);
     }
     let token = token::mint(key, &claims);
-    if token.len() > token::MAX_TOKEN_LEN {
-        // The field limits above keep tokens well under the maximum; this
-        // guards the invariant that every minted token can be opened.
-        return Err(ApiError::BadRequest(
-            "the claims are too large for a token".into(),
-        ));
+    if token.len() > MAX_MINTED_LEN {
+        // Each field is within its limits, but all of them together would
+        // make a token, or the session cookie it becomes, too long to use.
+        return Err(ApiError::BadRequest(format!(
+            "groups and attributes: together too large, the token would exceed \
+             {MAX_MINTED_LEN} bytes"
+        )));
     }
     let expires_at = std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at);
     let answer = serde_json::json!({
@@ -267,6 +276,23 @@ where
     }
 }
 
+/// The request's JSON; a value of the wrong shape is named by its path
+/// (`groups[2]`, `attributes.plan`), never echoed.
+fn parse(bytes: &[u8]) -> Result<TokenRequest, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let request: TokenRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match path.as_str() {
+            "." => ApiError::BadRequest(format!("malformed JSON: {inner}")),
+            field => ApiError::BadRequest(format!("{field}: {inner}")),
+        }
+    })?;
+    json.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(request)
+}
+
 /// Check the request's fields and turn them into claims.
 fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, ApiError> {
     let bad = |why: &str| ApiError::BadRequest(why.to_string());
@@ -280,11 +306,11 @@ fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, Api
         return Err(ApiError::WrongAccount);
     }
     let ttl = config.verification.token_ttl.as_secs();
-    let claims =
-        Claims::for_user(account_id, &email, body.user_id, now, ttl).map_err(|e| match e {
-            IdentityError::Email => bad(&format!("user_email {e}")),
-            IdentityError::UserId => bad(&format!("user_id {e}")),
-        })?;
+    let field = |e: ClaimError| bad(&format!("{} {e}", e.field()));
+    let mut claims = Claims::for_user(account_id, &email, body.user_id, now, ttl).map_err(field)?;
+    claims.groups = body.groups.unwrap_or_default();
+    claims.attributes = body.attributes.unwrap_or_default();
+    claims.validate().map_err(field)?;
     let profile = body.profile.unwrap_or_default();
     if let Some(name) = &profile.name {
         if name.chars().count() > 200 || name.chars().any(char::is_control) {
@@ -303,9 +329,7 @@ fn validate(config: &Config, body: TokenRequest, now: u64) -> Result<Claims, Api
             ));
         }
     }
-    Ok(Claims {
-        name: profile.name,
-        avatar_url: profile.avatar_url,
-        ..claims
-    })
+    claims.name = profile.name;
+    claims.avatar_url = profile.avatar_url;
+    Ok(claims)
 }

@@ -96,6 +96,34 @@ fn is_gate_owned(name: &str) -> bool {
 pub(crate) const FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 /// The verified user's id (or email when the token has no user id).
 pub(crate) const FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+/// The verified user's groups, comma-separated.
+const FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+/// The verified user's display name, percent-encoded UTF-8.
+const FORWARDED_NAME: HeaderName = HeaderName::from_static("x-forwarded-name");
+/// The verified user's avatar URL.
+const FORWARDED_AVATAR_URL: HeaderName = HeaderName::from_static("x-forwarded-avatar-url");
+
+/// What a name or an attribute value keeps raw in a header: RFC 8187's
+/// `attr-char` (letters, digits and ``!#$&+-.^_`|~``). Everything else,
+/// UTF-8 bytes included, is percent-encoded, so any value survives any
+/// header parser, and a `,` inside a value never splits a list.
+const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// What an avatar URL may not carry raw in a header: controls, space and
+/// (always, by the crate) non-ASCII.
+const URL_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ');
 
 /// What the gate knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +149,7 @@ pub(crate) fn prepare_upstream_headers(
     client: ClientInfo,
     host: Option<HeaderValue>,
     identity: Option<&Opened>,
+    forward: &[(String, HeaderName)],
 ) -> Result<(), Reason> {
     strip_connection_named(headers);
     let relayed = client.trusted.then(|| Relayed::take(headers));
@@ -160,19 +189,52 @@ pub(crate) fn prepare_upstream_headers(
     if let Some(host) = relayed.host.or(host) {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    if let Some(opened) = identity {
-        // Tokens are checked for a header-safe identity when opened; should
-        // one still not fit a header, refuse rather than forward without it.
-        let claims = &opened.claims;
-        let user = claims.user_id.as_deref().unwrap_or(&claims.email);
-        let (Ok(email), Ok(user)) = (
-            HeaderValue::from_str(&claims.email),
-            HeaderValue::from_str(user),
-        ) else {
-            return Err(Reason::InvalidToken(TokenError::BadClaims));
-        };
-        headers.insert(FORWARDED_EMAIL, email);
-        headers.insert(FORWARDED_USER, user);
+    match identity {
+        Some(opened) => set_identity(headers, opened, forward),
+        None => Ok(()),
+    }
+}
+
+/// The verified user's headers: `X-Forwarded-Email` and `-User` always;
+/// `-Groups`, `-Name` and `-Avatar-Url` when the credential carries them;
+/// `X-Forwarded-Attr-<Key>` for each attribute `[forward] attributes`
+/// lists and the credential carries (a list's items comma-separated).
+/// Names and attribute values are percent-encoded ([`ATTR_CHAR_ESCAPES`]).
+fn set_identity(
+    headers: &mut HeaderMap,
+    opened: &Opened,
+    forward: &[(String, HeaderName)],
+) -> Result<(), Reason> {
+    // Claims are checked for header-safe values when opened; should one
+    // still not fit a header, refuse rather than forward without it.
+    let value = |text: &str| {
+        HeaderValue::from_str(text).map_err(|_| Reason::InvalidToken(TokenError::BadClaims))
+    };
+    let encoded = |text: &str, escapes| {
+        value(&percent_encoding::utf8_percent_encode(text, escapes).to_string())
+    };
+    let claims = &opened.claims;
+    let user = claims.user_id.as_deref().unwrap_or(&claims.email);
+    headers.insert(FORWARDED_EMAIL, value(&claims.email)?);
+    headers.insert(FORWARDED_USER, value(user)?);
+    if !claims.groups.is_empty() {
+        headers.insert(FORWARDED_GROUPS, value(&claims.groups.join(","))?);
+    }
+    if let Some(name) = &claims.name {
+        headers.insert(FORWARDED_NAME, encoded(name, ATTR_CHAR_ESCAPES)?);
+    }
+    if let Some(avatar) = &claims.avatar_url {
+        headers.insert(FORWARDED_AVATAR_URL, encoded(avatar, URL_ESCAPES)?);
+    }
+    for (key, header) in forward {
+        if let Some(attribute) = claims.attributes.get(key) {
+            let items: Vec<String> = attribute
+                .values()
+                .iter()
+                .map(|v| percent_encoding::utf8_percent_encode(v, ATTR_CHAR_ESCAPES).to_string())
+                .collect();
+            headers.insert(header.clone(), value(&items.join(","))?);
+        }
     }
     Ok(())
 }
@@ -398,14 +460,14 @@ mod tests {
             trusted: true,
             ..client()
         };
-        prepare_upstream_headers(&mut h, trusted, None, None).expect("ok");
+        prepare_upstream_headers(&mut h, trusted, None, None, &[]).expect("ok");
         assert_eq!(h["x-forwarded-for"], "198.51.100.9, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
 
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
     }
@@ -418,7 +480,7 @@ mod tests {
             HeaderValue::from_static("x-forwarded-for, keep-alive"),
         );
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         assert_eq!(
             h.get("x-forwarded-for").map(|v| v.as_bytes()),
             Some(&b"192.0.2.7"[..])
@@ -442,7 +504,7 @@ mod tests {
             "X-Auth-Request-Email",
             HeaderValue::from_static("ceo@example.com"),
         );
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         assert!(h.get("x-forwarded-email").is_none());
         assert!(h.get("x_forwarded_user").is_none());
         assert!(h.get("x-auth-request-email").is_none());
@@ -468,7 +530,7 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("BEARER   z"),
         );
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         let values: Vec<_> = h.get_all(header::AUTHORIZATION).iter().collect();
         assert_eq!(values, vec![HeaderValue::from_static("Basic dTpw")]);
     }
@@ -588,7 +650,7 @@ mod tests {
             ("accept", "text/html"),
             ("x-baz", "3"),
         ]);
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         assert!(!h.contains_key("x-foo") && !h.contains_key("x-bar"));
         assert_eq!(h["accept"], "text/html");
         assert_eq!(h["x-baz"], "3");
@@ -605,7 +667,7 @@ mod tests {
             ("accept-language", "en"),
             ("user-agent", "test"),
         ]);
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         for gone in ["content-length", "host", "x-auth-token", "x_auth_token"] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
@@ -649,7 +711,7 @@ mod tests {
             );
         }
         h.append("x-request-id", HeaderValue::from_static("abc"));
-        prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+        prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(
             left,
@@ -661,7 +723,7 @@ mod tests {
     fn a_token_in_the_referer_is_scrubbed_the_rest_kept() {
         let scrubbed = |referer: &str| {
             let mut h = response(&[("referer", referer)]);
-            prepare_upstream_headers(&mut h, client(), None, None).expect("ok");
+            prepare_upstream_headers(&mut h, client(), None, None, &[]).expect("ok");
             h.get(header::REFERER)
                 .map(|v| v.to_str().expect("ascii").to_string())
         };

@@ -115,6 +115,16 @@ impl Identity {
         self.0.claims.avatar_url.as_deref()
     }
 
+    /// The groups the user is in, as the token carried them.
+    pub fn groups(&self) -> &[String] {
+        &self.0.claims.groups
+    }
+
+    /// The user's attributes, as the token carried them.
+    pub fn attributes(&self) -> &crate::token::Attributes {
+        &self.0.claims.attributes
+    }
+
     /// The portal account the user belongs to.
     pub fn account_id(&self) -> &str {
         &self.0.claims.account_id
@@ -261,7 +271,7 @@ where
         Ok(found) => found,
         Err(reason) => return refuse(trace, reason),
     };
-    let rule = decision::access_for(phase.config, &target.path);
+    let rule = decision::access_for(phase.config, &target.path, request.method());
     trace.rule = rule.0.map(PageRule::index);
     let token_in_url = places.query.then_some(credential.as_ref()).flatten();
     match exchange_session(phase, target, &request, token_in_url, rule.1, trace) {
@@ -274,7 +284,7 @@ where
         Err(reason) => return refuse(trace, reason),
     };
     drop(credential);
-    match upstream_request(request, target, phase.conn, identity) {
+    match upstream_request(request, target, phase, identity) {
         Ok(request) => Admission::Forward(request),
         Err(reason) => refuse(trace, reason),
     }
@@ -379,6 +389,10 @@ where
             trace.decision = "logout";
             session::logout_response(request.uri().query())
         }
+        Endpoint::Me => {
+            trace.decision = "me";
+            crate::http::me::handle(config, gate.cache(), &request, phase.now)
+        }
     }
 }
 
@@ -443,9 +457,9 @@ fn decide(
     let cache = phase.gate.cache();
     match decision::decide(phase.config, cache, rule, credential, phase.now) {
         Decision::Reject(reason) => Err(reason),
-        Decision::NotAdmitted(opened) => {
+        Decision::NotAdmitted(opened, reason) => {
             trace.user = Some(opened);
-            Err(Reason::NotAdmitted)
+            Err(reason)
         }
         Decision::Forward(identity) => {
             trace.decision = if identity.is_some() {
@@ -463,14 +477,15 @@ fn decide(
 /// the query without token parameters as its target (origin form), every
 /// hop-by-hop, credential, spoofed identity and override header gone, and
 /// only then the gate's own (`X-Forwarded-*`, and for a verified user
-/// `X-Forwarded-Email` and `-User`, with the [`Identity`] in the
-/// extensions). See [`headers::prepare_upstream_headers`].
+/// `X-Forwarded-Email`, `-User`, `-Groups`, `-Name`, `-Avatar-Url` and
+/// the listed `-Attr-<Key>`, with the [`Identity`] in the extensions). See [`headers::prepare_upstream_headers`].
 fn upstream_request<B>(
     request: Request<B>,
     target: &Target,
-    conn: &ConnInfo,
+    phase: &Phase<'_>,
     identity: Option<Arc<Opened>>,
 ) -> Result<Request<B>, Reason> {
+    let conn = phase.conn;
     let (mut parts, body) = request.into_parts();
     let query = parts.uri.query().and_then(credential::query_without_token);
     let mut path_and_query =
@@ -491,7 +506,14 @@ fn upstream_request<B>(
         trusted: target.trusted,
     };
     let host = target.host.clone();
-    headers::prepare_upstream_headers(&mut parts.headers, client, host, identity.as_deref())?;
+    let forward = &phase.config.forward;
+    headers::prepare_upstream_headers(
+        &mut parts.headers,
+        client,
+        host,
+        identity.as_deref(),
+        forward,
+    )?;
     if let Some(opened) = identity {
         parts.extensions.insert(Identity(opened));
     }
@@ -714,7 +736,10 @@ mod tests {
         /// without one, on a first request and on a later hit.
         #[test]
         fn the_cache_never_changes_an_admission(
-            path in prop::sample::select(vec!["/", "/docs/a", "/staff/x", "/other", "/docs/%2e%2e/staff/"]),
+            path in prop::sample::select(vec!["/", "/docs/a", "/staff/x", "/other", "/docs/%2e%2e/staff/", "/beta/x"]),
+            method in prop::sample::select(vec![Method::GET, Method::POST]),
+            groups in prop::sample::select(vec![vec![], vec!["beta"], vec!["editors", "beta"]]),
+            plan in prop::option::of(prop::sample::select(vec!["pro", "free"])),
             key in prop::sample::select(vec!["live", "retired"]),
             account in prop::sample::select(vec!["acct", "other"]),
             email in prop::sample::select(vec!["a@example.com", "b@example.org"]),
@@ -733,6 +758,8 @@ mod tests {
                 user_id: None,
                 name: None,
                 avatar_url: None,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                attributes: plan.map(|p| ("plan".to_owned(), crate::token::AttrValue::One(p.into()))).into_iter().collect(),
                 issued_at: iat,
                 expires_at: iat + ttl,
             };
@@ -747,7 +774,9 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             let conn = ConnInfo::new(SocketAddr::from(([192, 0, 2, 7], 4000)), false);
             let request = || {
-                Request::get(path)
+                Request::builder()
+                    .method(method.clone())
+                    .uri(path)
                     .header("authorization", format!("Bearer {token}"))
                     .body(Empty::<Bytes>::new())
                     .expect("request")

@@ -17,8 +17,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chacha20poly1305::{AeadInPlace, Tag, XNonce};
 use rand_core::{OsRng, RngCore};
-use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::token::claims::Claims;
 use crate::token::keys::{is_valid_key_id, Purpose, SecretRing, TokenKey};
 
 /// Hard maximum length of a token in bytes, checked before any decoding.
@@ -43,78 +43,6 @@ const fn prefix(purpose: Purpose) -> &'static str {
 const NONCE_LEN: usize = 24;
 /// Bytes of Poly1305 tag at the end of the decoded body.
 const TAG_LEN: usize = 16;
-
-/// What a token asserts about its bearer. Serialized with the short claim
-/// names of the wire format (`acc`, `eml`, `uid`, `nam`, `avu`, `iat`,
-/// `exp`); unknown names are ignored when parsing, for forward compatibility.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The portal account the bearer belongs to.
-    #[serde(rename = "acc")]
-    pub account_id: String,
-    /// The bearer's email, ASCII lower-cased.
-    #[serde(rename = "eml")]
-    pub email: String,
-    /// The bearer's user id in the portal, if it has one.
-    #[serde(rename = "uid", default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    /// Display name from the bearer's profile.
-    #[serde(rename = "nam", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Avatar URL from the bearer's profile.
-    #[serde(rename = "avu", default, skip_serializing_if = "Option::is_none")]
-    pub avatar_url: Option<String>,
-    /// Issued-at, Unix seconds.
-    #[serde(rename = "iat")]
-    pub issued_at: u64,
-    /// Expiry, Unix seconds.
-    #[serde(rename = "exp")]
-    pub expires_at: u64,
-}
-
-impl Claims {
-    /// Claims for a user of `account_id`, valid for `ttl` seconds from
-    /// `now`, without a profile: `email` is trimmed and ASCII lower-cased,
-    /// then it and `user_id` are checked. The token API and the `token`
-    /// command both start here.
-    pub fn for_user(
-        account_id: String,
-        email: &str,
-        user_id: Option<String>,
-        now: u64,
-        ttl: u64,
-    ) -> Result<Claims, IdentityError> {
-        let email = email.trim().to_ascii_lowercase();
-        if !is_plausible_email(&email) {
-            return Err(IdentityError::Email);
-        }
-        if user_id.as_deref().is_some_and(|id| !is_valid_user_id(id)) {
-            return Err(IdentityError::UserId);
-        }
-        Ok(Claims {
-            account_id,
-            email,
-            user_id,
-            name: None,
-            avatar_url: None,
-            issued_at: now,
-            expires_at: now.saturating_add(ttl),
-        })
-    }
-}
-
-/// Why an identity cannot go into a token; the caller names the field.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityError {
-    /// The email is not one unambiguous identity: it must be at most 254
-    /// bytes of visible ASCII, with exactly one `@`, a non-empty local part
-    /// and a dotted domain, and none of `,;<>"()[]\`.
-    #[error("is not a valid email address")]
-    Email,
-    /// The user id does not match `^[a-zA-Z0-9:_-]{1,255}$`.
-    #[error("must match ^[a-zA-Z0-9:_-]{{1,255}}$")]
-    UserId,
-}
 
 /// Why a token was not accepted. Every variant means "not authenticated";
 /// they are told apart for logs and metrics, never shown to the client.
@@ -250,45 +178,12 @@ fn header(prefix: &str, key_id: &str) -> String {
     header
 }
 
-/// The longest email address (RFC 5321 path limit).
-const MAX_EMAIL: usize = 254;
-
-/// Whether `email` can serve as one unambiguous identity: at most 254
-/// bytes of visible ASCII, exactly one `@` with a non-empty local part and
-/// a dotted domain, and none of the characters that separate addresses or
-/// quote them in headers (`,;<>"()[]\` and spaces). Deliverability is the
-/// customer's backend's business.
-pub(crate) fn is_plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= MAX_EMAIL
-        && !local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && email
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b",;<>\"()[]\\".contains(&b))
-}
-
-/// Whether `id` matches `^[a-zA-Z0-9:_-]{1,255}$`.
-pub(crate) fn is_valid_user_id(id: &str) -> bool {
-    (1..=255).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
-}
-
 /// Decodes and decrypts a token (structure and authenticity only; no time
 /// checks). In order: length limit, then header split (unknown version or
 /// malformed id → `Malformed`, unconfigured id → `UnknownKey`), base64url
 /// decode, AEAD open with the header as associated data (`Rejected`), JSON
-/// parse and identity checks (`BadClaims`: an implausible email or user
-/// id, as [`IdentityError`] describes). The email is lower-cased again (defence in depth).
+/// parse and claim checks (`BadClaims`: any rule of
+/// [`Claims::validate`] broken). The email is lower-cased again (defence in depth).
 pub fn open(ring: &SecretRing, token: &str) -> Result<Opened, TokenError> {
     unseal(Purpose::Token, ring, token)
 }
@@ -329,12 +224,7 @@ fn unseal(purpose: Purpose, ring: &SecretRing, token: &str) -> Result<Opened, To
     // The identity is forwarded in headers and matched by rules: refuse
     // anything that could read as two identities or not fit a header, even
     // from a minter other than this gate.
-    let account_ok =
-        !claims.account_id.is_empty() && !claims.account_id.chars().any(char::is_control);
-    let user_ok = claims.user_id.as_deref().is_none_or(is_valid_user_id);
-    if !account_ok || !is_plausible_email(&claims.email) || !user_ok {
-        return Err(TokenError::BadClaims);
-    }
+    claims.validate().map_err(|_| TokenError::BadClaims)?;
     Ok(Opened {
         claims,
         key_id: key.id().into(),
@@ -388,6 +278,7 @@ impl Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::claims::{AttrValue, ClaimError};
     use crate::token::keys::SecretSpec;
     use proptest::prelude::*;
     use std::time::Duration;
@@ -414,6 +305,10 @@ mod tests {
             user_id: Some("u-7".to_owned()),
             name: Some("Ada Lovelace".to_owned()),
             avatar_url: Some("https://example.com/a.png".to_owned()),
+            groups: vec!["beta".to_owned()],
+            attributes: [("plan".to_owned(), AttrValue::One("pro".to_owned()))]
+                .into_iter()
+                .collect(),
             issued_at: 1_700_000_000,
             expires_at: 1_700_003_600,
         }
@@ -445,12 +340,12 @@ mod tests {
         let refused = |email: &str, id: Option<&str>| {
             Claims::for_user("acct".into(), email, id.map(Into::into), 0, 1).unwrap_err()
         };
-        assert_eq!(refused("a@b", None), IdentityError::Email);
-        assert_eq!(refused("a,b@c.d", None), IdentityError::Email);
-        assert_eq!(refused("a@b.co", Some("has space")), IdentityError::UserId);
-        assert_eq!(refused("a@b.co", Some("")), IdentityError::UserId);
+        assert_eq!(refused("a@b", None), ClaimError::Email);
+        assert_eq!(refused("a,b@c.d", None), ClaimError::Email);
+        assert_eq!(refused("a@b.co", Some("has space")), ClaimError::UserId);
+        assert_eq!(refused("a@b.co", Some("")), ClaimError::UserId);
         assert_eq!(
-            IdentityError::UserId.to_string(),
+            ClaimError::UserId.to_string(),
             "must match ^[a-zA-Z0-9:_-]{1,255}$"
         );
     }
@@ -472,6 +367,8 @@ mod tests {
             user_id: None,
             name: None,
             avatar_url: None,
+            groups: Vec::new(),
+            attributes: Default::default(),
             ..claims()
         };
         let token = mint_with_nonce(ring.primary(), &minimal, &[7; 24]);
@@ -756,6 +653,15 @@ mod tests {
             user in proptest::option::of("[a-zA-Z0-9:_-]{1,40}"),
             name in proptest::option::of("\\PC{0,60}"),
             avatar in proptest::option::of("https://[a-z.]{1,20}/[\\PC]{0,40}"),
+            groups in proptest::collection::vec("[A-Za-z0-9:._-]{1,20}", 0..4),
+            attributes in proptest::collection::btree_map(
+                "[a-z][a-z0-9_]{0,10}",
+                prop_oneof![
+                    "\\PC{0,20}".prop_map(AttrValue::One),
+                    proptest::collection::vec("\\PC{0,10}", 0..4).prop_map(AttrValue::Many),
+                ],
+                0..4,
+            ),
             issued_at in any::<u64>(),
             expires_at in any::<u64>(),
             key_id in "[A-Za-z0-9_-]{1,64}",
@@ -767,6 +673,8 @@ mod tests {
                 user_id: user,
                 name,
                 avatar_url: avatar,
+                groups,
+                attributes: attributes.into_iter().collect(),
                 issued_at,
                 expires_at,
             };

@@ -5,7 +5,8 @@
 
 use serde_json::Value;
 
-use crate::token::format::{self as token, mint_with_nonce, Claims};
+use crate::token::claims::Claims;
+use crate::token::format::{self as token, mint_with_nonce};
 use crate::token::keys::{SecretRing, SecretSpec};
 
 const VECTORS: &str = include_str!("../../tests/vectors/tokens.json");
@@ -93,4 +94,30 @@ fn vectors_cover_every_structural_error() {
     ] {
         assert!(named.iter().any(|n| n == error), "no vector for {error}");
     }
+}
+
+#[test]
+fn tokens_minted_before_groups_and_attributes_open_with_none() {
+    let old: Vec<Value> = vectors("valid")
+        .into_iter()
+        .filter(|v| text(v, "what").starts_with("minted before grp and atr existed"))
+        .collect();
+    assert!(
+        !old.is_empty(),
+        "no vector of the format before grp and atr"
+    );
+    for vector in old {
+        assert!(vector["claims"].get("grp").is_none() && vector["claims"].get("atr").is_none());
+        let opened = token::open(&ring_for(&vector), text(&vector, "token")).expect("opens");
+        assert!(opened.claims.groups.is_empty(), "{vector}");
+        assert!(opened.claims.attributes.is_empty(), "{vector}");
+    }
+    let new = vectors("valid")
+        .into_iter()
+        .find(|v| v["claims"].get("atr").is_some())
+        .expect("a vector with attributes");
+    let opened = token::open(&ring_for(&new), text(&new, "token")).expect("opens");
+    assert_eq!(opened.claims.groups, ["beta", "org:navy"]);
+    let regions = opened.claims.attributes.get("regions").expect("regions");
+    assert_eq!(regions.values(), ["eu", "us"]);
 }

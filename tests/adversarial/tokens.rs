@@ -106,6 +106,8 @@ fn token_with_identity(email: &str, user_id: Option<&str>) -> String {
         user_id: user_id.map(str::to_owned),
         name: None,
         avatar_url: None,
+        groups: Vec::new(),
+        attributes: Default::default(),
         issued_at: now,
         expires_at: now + 300,
     };

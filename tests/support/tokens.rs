@@ -46,6 +46,8 @@ pub fn token_with(
         user_id: None,
         name: None,
         avatar_url: None,
+        groups: Vec::new(),
+        attributes: Default::default(),
         issued_at,
         expires_at,
     };

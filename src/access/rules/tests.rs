@@ -7,8 +7,22 @@ fn spec(path: &str) -> RuleSpec {
     RuleSpec {
         path: path.to_owned(),
         access: Access::Verified,
-        allow_emails: vec![],
-        allow_domains: vec![],
+        ..RuleSpec::default()
+    }
+}
+
+/// A verified user with `email` and nothing else.
+fn user(email: &str) -> crate::token::Claims {
+    crate::token::Claims {
+        account_id: "acct".into(),
+        email: email.into(),
+        user_id: None,
+        name: None,
+        avatar_url: None,
+        groups: Vec::new(),
+        attributes: Default::default(),
+        issued_at: 0,
+        expires_at: 1,
     }
 }
 
@@ -28,7 +42,7 @@ fn set(paths: &[&str]) -> RuleSet {
 
 /// The pattern of the rule governing `path`, if any.
 fn winner<'a>(set: &'a RuleSet, path: &str) -> Option<&'a str> {
-    set.find(path).map(PageRule::pattern)
+    set.find(path, &Method::GET).map(PageRule::pattern)
 }
 
 fn error(paths: &[&str]) -> RuleError {
@@ -389,13 +403,16 @@ fn rule(access: Access, emails: &[&str], domains: &[&str]) -> Result<RuleSet, Ru
         access,
         allow_emails: emails.iter().map(|e| e.to_string()).collect(),
         allow_domains: domains.iter().map(|d| d.to_string()).collect(),
+        ..RuleSpec::default()
     };
     RuleSet::compile(vec![spec], RuleOptions::default())
 }
 
 fn admits(emails: &[&str], domains: &[&str], who: &str) -> bool {
     match rule(Access::Verified, emails, domains) {
-        Ok(s) => s.find("/p").is_some_and(|r| r.admits(who)),
+        Ok(s) => s
+            .find("/p", &Method::GET)
+            .is_some_and(|r| r.admits(&user(who)).is_ok()),
         Err(e) => panic!("{e}"),
     }
 }
@@ -421,7 +438,9 @@ fn admits_listed_emails_and_exact_domains_only() {
         }],
         RuleOptions::default(),
     ) {
-        Ok(s) => assert!(s.find("/p").is_some_and(|r| r.admits("anyone@x.y"))),
+        Ok(s) => assert!(s
+            .find("/p", &Method::GET)
+            .is_some_and(|r| r.admits(&user("anyone@x.y")).is_ok())),
         Err(e) => panic!("{e}"),
     }
 }
@@ -444,7 +463,7 @@ fn bad_allow_lists_are_rejected() {
     }
     for (emails, domains) in [(&["a@b"][..], &[][..]), (&[], &["b"])] {
         let e = rule(Access::Public, emails, domains).map(|_| ());
-        assert_eq!(e, Err(error_of(RuleErrorKind::AllowListOnPublic)));
+        assert_eq!(e, Err(error_of(RuleErrorKind::NarrowsPublic)));
     }
 }
 
@@ -499,13 +518,14 @@ fn describe_and_precedence_order_are_stable() {
             "/** verified",
         ]
     );
-    let about = s.find("/about");
+    let about = s.find("/about", &Method::GET);
     assert_eq!(
         about.map(|r| (r.index(), r.is_exact(), r.access())),
         Some((3, true, Access::Public))
     );
     assert_eq!(
-        s.find("/internal/a").map(|r| (r.index(), r.is_exact())),
+        s.find("/internal/a", &Method::GET)
+            .map(|r| (r.index(), r.is_exact())),
         Some((1, false))
     );
 }
@@ -514,9 +534,9 @@ fn describe_and_precedence_order_are_stable() {
 fn paths_outside_the_normalized_form_do_not_panic() {
     let s = set(&["/**", "/a/*", "/b/*/c", "/"]);
     for path in ["", "a", "//", "/a//", "/a//b", "/b//c", "/b/x//", "/é/ü"] {
-        let _ = s.find(path);
+        let _ = s.find(path, &Method::GET);
     }
-    assert!(s.find("").is_none() && s.find("a/b").is_none());
+    assert!(s.find("", &Method::GET).is_none() && s.find("a/b", &Method::GET).is_none());
 }
 
 // --- Reference model: a linear scan over rules, written independently. ---
@@ -607,7 +627,7 @@ fn agrees_with_reference(
                     .map(|(_, i)| *i)
                     .collect();
                 prop_assert!(winners.len() <= 1, "{path} has tied rules {winners:?}");
-                let found = set.find(asked).map(PageRule::index);
+                let found = set.find(asked, &Method::GET).map(PageRule::index);
                 prop_assert_eq!(found, winners.first().copied(), "path {}", asked);
             }
             return Ok(());
@@ -646,4 +666,128 @@ proptest! {
     ) {
         agrees_with_reference(&rules, &paths, case_insensitive)?;
     }
+}
+
+/// A rule for `path` that applies to `methods` only (all when empty), with
+/// `access`.
+fn method_spec(path: &str, methods: &[&str], access: Access) -> RuleSpec {
+    RuleSpec {
+        path: path.to_owned(),
+        access,
+        methods: (!methods.is_empty()).then(|| methods.iter().map(|m| m.to_string()).collect()),
+        ..RuleSpec::default()
+    }
+}
+
+fn method_set(specs: Vec<RuleSpec>) -> Result<RuleSet, RuleError> {
+    RuleSet::compile(specs, RuleOptions::default())
+}
+
+/// The index of the rule for a `method` request of `path`.
+fn rule_for(set: &RuleSet, method: &str, path: &str) -> Option<usize> {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    set.find(path, &method).map(PageRule::index)
+}
+
+#[test]
+fn a_rule_with_methods_beats_one_without_for_the_same_pattern() {
+    let s = method_set(vec![
+        method_spec("/ideas/**", &[], Access::Public),
+        method_spec("/ideas/**", &["POST", "PUT"], Access::Verified),
+        method_spec("/ideas/**", &["DELETE"], Access::Verified),
+        method_spec("/ideas/top", &["GET"], Access::Verified),
+    ])
+    .unwrap();
+    assert_eq!(rule_for(&s, "GET", "/ideas/1"), Some(0));
+    assert_eq!(rule_for(&s, "POST", "/ideas/1"), Some(1));
+    assert_eq!(rule_for(&s, "PUT", "/ideas/"), Some(1));
+    assert_eq!(rule_for(&s, "DELETE", "/ideas/1/x"), Some(2));
+    // Extension methods and other spellings are not the standard ones.
+    assert_eq!(rule_for(&s, "post", "/ideas/1"), Some(0));
+    assert_eq!(rule_for(&s, "VOTE", "/ideas/1"), Some(0));
+    // The exact rule has GET (and so HEAD) only: a POST falls to the pattern.
+    assert_eq!(rule_for(&s, "GET", "/ideas/top"), Some(3));
+    assert_eq!(rule_for(&s, "HEAD", "/ideas/top"), Some(3));
+    assert_eq!(rule_for(&s, "POST", "/ideas/top"), Some(1));
+    assert_eq!(rule_for(&s, "PATCH", "/ideas/top"), Some(0));
+}
+
+#[test]
+fn a_method_no_rule_of_a_pattern_covers_falls_to_the_next_pattern_then_the_default() {
+    let s = method_set(vec![
+        method_spec("/ideas/votes/*", &["POST"], Access::Verified),
+        method_spec("/ideas/**", &["GET"], Access::Public),
+    ])
+    .unwrap();
+    assert_eq!(rule_for(&s, "POST", "/ideas/votes/7"), Some(0));
+    assert_eq!(rule_for(&s, "GET", "/ideas/votes/7"), Some(1));
+    assert_eq!(rule_for(&s, "HEAD", "/ideas/votes/7"), Some(1));
+    assert_eq!(rule_for(&s, "DELETE", "/ideas/votes/7"), None);
+    assert_eq!(rule_for(&s, "POST", "/ideas/7"), None);
+}
+
+#[test]
+fn overlapping_methods_and_unknown_methods_are_located_errors() {
+    let e = method_set(vec![
+        method_spec("/a/**", &["GET"], Access::Public),
+        method_spec("/a/**", &["POST"], Access::Verified),
+        method_spec("/a/**/", &["HEAD", "PUT"], Access::Verified),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        (e.index, e.other, e.kind.clone()),
+        (2, Some(0), RuleErrorKind::MethodsOverlap("HEAD"))
+    );
+    assert!(
+        e.to_string().starts_with(
+            "pages[2] (path \"/a/**/\"): ambiguous with pages[0] (path \"/a/**\"): both apply to HEAD"
+        ),
+        "{e}"
+    );
+    let e = method_set(vec![
+        method_spec("/a", &[], Access::Public),
+        method_spec("/a/", &[], Access::Verified),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        (e.index, e.other, e.kind),
+        (1, Some(0), RuleErrorKind::Duplicate)
+    );
+    for (bad, named) in [
+        (&["GET", "get"][..], "get"),
+        (&["TRACE"], "TRACE"),
+        (&["VOTE"], "VOTE"),
+    ] {
+        let e = method_set(vec![method_spec("/a", bad, Access::Verified)]).unwrap_err();
+        assert_eq!(e.kind, RuleErrorKind::BadMethod(named.into()));
+        assert!(e.to_string().contains("is not one of GET, HEAD"), "{e}");
+    }
+    let empty = RuleSpec {
+        methods: Some(vec![]),
+        ..spec("/a")
+    };
+    let e = method_set(vec![empty]).unwrap_err();
+    assert!(e.to_string().contains("methods is empty"), "{e}");
+    // Different patterns of equal precedence must not overlap, whatever
+    // their methods: the lookup relies on it.
+    let e = method_set(vec![
+        method_spec("/a/*", &["GET"], Access::Public),
+        method_spec("/a/**", &["POST"], Access::Verified),
+    ])
+    .unwrap_err();
+    assert!(matches!(e.kind, RuleErrorKind::Ambiguous { .. }), "{e}");
+}
+
+#[test]
+fn describe_shows_methods_and_conditions() {
+    let s = method_set(vec![RuleSpec {
+        allow_groups: vec!["beta".into()],
+        require: vec![("plan".into(), vec!["pro".into(), "enterprise".into()])],
+        ..method_spec("/beta/**", &["GET"], Access::Verified)
+    }])
+    .unwrap();
+    assert_eq!(
+        s.get(0).unwrap().describe(),
+        "/beta/** verified [GET, HEAD] (groups: beta; require plan: enterprise, pro)"
+    );
 }
