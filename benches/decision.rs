@@ -2,7 +2,9 @@
 //! without network: classify the request (method, one reading of the
 //! path, host), find the credential, look up the rule, open the token
 //! through the decrypt cache (hit, and with the cache disabled: a miss),
-//! admit the user, and rewrite the request for the upstream. What every
+//! admit the user (by email domain, or by group and required attributes
+//! under a rule that shares its pattern with a POST rule), and rewrite the
+//! request for the upstream. What every
 //! gated request pays before the upstream is called; the same function
 //! the proxy and the tower layer run. Each iteration includes a
 //! `block_on` on a current-thread runtime (tens of nanoseconds).
@@ -17,7 +19,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::Request;
 use http_body_util::Empty;
-use portal_gate::token::{self, Claims};
+use portal_gate::token::{self, AttrValue, Claims};
 use portal_gate::{Admission, ConnInfo, Gate, ManualClock};
 
 const NOW: u64 = 1_800_000_000;
@@ -46,6 +48,16 @@ access = "verified"
 path = "/internal/**"
 access = "verified"
 allow_domains = ["example.com"]
+[[pages]]
+path = "/roadmap/**"
+access = "verified"
+allow_groups = ["staff", "beta"]
+require = {{ plan = ["pro", "enterprise"], region = ["eu"] }}
+[[pages]]
+path = "/roadmap/**"
+methods = ["POST"]
+access = "verified"
+allow_groups = ["staff"]
 "#
     )
 }
@@ -74,6 +86,20 @@ fn bench_admit(c: &mut Criterion) {
     let bearer = format!(
         "Bearer {}",
         token::mint(cached.config().secrets().primary(), &claims)
+    );
+    // A customer in a group, on a plan, in two regions.
+    let mut customer = claims.clone();
+    customer.groups = vec!["org:acme".into(), "beta".into()];
+    customer
+        .attributes
+        .insert("plan".into(), AttrValue::One("pro".into()));
+    customer.attributes.insert(
+        "region".into(),
+        AttrValue::Many(vec!["us".into(), "eu".into()]),
+    );
+    let customer = format!(
+        "Bearer {}",
+        token::mint(cached.config().secrets().primary(), &customer)
     );
     let request = |path: &'static str, bearer: Option<&str>| {
         let mut builder = Request::get(path)
@@ -107,6 +133,12 @@ fn bench_admit(c: &mut Criterion) {
         &cached,
         "/internal/notes/2026/q4.html",
         Some(&bearer),
+    );
+    bench(
+        "admit/verified-groups-require-cache-hit",
+        &cached,
+        "/roadmap/2026/q4.html",
+        Some(&customer),
     );
     bench(
         "admit/verified-unnormalized-path",

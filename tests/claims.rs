@@ -569,3 +569,116 @@ allow_groups = ["finance"]
     );
     gate.stop().await;
 }
+
+/// The library API: a backend mints with `token::mint` (groups and
+/// attributes included), and `Gate::admit` judges the rules and hands the
+/// application an `Identity` that carries them.
+#[tokio::test]
+async fn the_library_mints_claims_and_admit_judges_them() {
+    use http_body_util::Empty;
+    use portal_gate::token::{self, AttrValue, Claims};
+    use portal_gate::{Admission, ConnInfo, Gate, Identity};
+
+    let upstream = RecordingUpstream::start().await;
+    let text = config_for(&upstream.url(), RULES);
+    let config = portal_gate::Config::parse(&text, std::path::Path::new("claims.toml")).unwrap();
+    let gate = Gate::new(config).unwrap();
+    // The backend's own copy of the shared secret.
+    let ring = token::SecretRing::new(vec![token::SecretSpec {
+        id: "k1".into(),
+        value: SECRET.as_bytes().to_vec(),
+        primary: true,
+        not_after: None,
+    }])
+    .unwrap();
+    let key = ring.primary();
+    let now = unix_now();
+    let mut claims = Claims::for_user(ACCOUNT.into(), "ada@example.org", None, now, 60).unwrap();
+    claims.groups = vec!["beta".into()];
+    claims
+        .attributes
+        .insert("plan".into(), AttrValue::One("enterprise".into()));
+    claims.validate().unwrap();
+    let sealed = token::mint(key, &claims);
+    let conn = ConnInfo::new(std::net::SocketAddr::from(([127, 0, 0, 1], 1)), false);
+    let admit = |method: Method, path: &str, token: Option<&str>| {
+        let mut request = http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        gate.admit(request.body(Empty::<bytes::Bytes>::new()).unwrap(), &conn)
+    };
+    match admit(Method::GET, "/roadmap/q3", Some(&sealed)).await {
+        Admission::Forward(request) => {
+            let user = request.extensions().get::<Identity>().expect("identity");
+            assert_eq!(user.groups(), ["beta"]);
+            let plan = user.attributes().get("plan").expect("plan");
+            assert_eq!(plan.values(), ["enterprise"]);
+            assert_eq!(request.headers()["x-forwarded-attr-plan"], "enterprise");
+            assert_eq!(request.headers()["x-forwarded-groups"], "beta");
+        }
+        Admission::Respond(answer) => panic!("refused: {}", answer.status()),
+    }
+    claims.attributes = Default::default();
+    let free = token::mint(key, &claims);
+    match admit(Method::GET, "/roadmap/q3", Some(&free)).await {
+        Admission::Respond(answer) => assert_eq!(answer.status(), StatusCode::FORBIDDEN),
+        Admission::Forward(_) => panic!("a user without the plan was forwarded"),
+    }
+    match admit(Method::POST, "/ideas/1/vote", None).await {
+        Admission::Respond(answer) => assert_eq!(answer.status(), StatusCode::UNAUTHORIZED),
+        Admission::Forward(_) => panic!("an anonymous vote was forwarded"),
+    }
+    assert!(matches!(
+        admit(Method::GET, "/ideas/1", None).await,
+        Admission::Forward(_)
+    ));
+    // A token whose claims break a rule does not open, whoever minted it.
+    claims.groups = vec!["has space".into()];
+    let bad = token::mint(key, &claims);
+    match admit(Method::GET, "/docs/a", Some(&bad)).await {
+        Admission::Respond(answer) => assert_eq!(answer.status(), StatusCode::UNAUTHORIZED),
+        Admission::Forward(_) => panic!("claims that break the rules were forwarded"),
+    }
+}
+
+/// A token minted offline with claims too large for a session cookie still
+/// opens its page (it is within `max_token_len`), but is not traded for a
+/// cookie a browser would drop: the navigation is served with the token.
+#[tokio::test]
+async fn a_token_too_large_for_a_cookie_serves_its_request_instead_of_a_lost_redirect() {
+    use portal_gate::token::{self, AttrValue, Claims};
+    let (upstream, gate) = gate().await;
+    let ring = token::SecretRing::new(vec![token::SecretSpec {
+        id: "k1".into(),
+        value: SECRET.as_bytes().to_vec(),
+        primary: true,
+        not_after: None,
+    }])
+    .unwrap();
+    let now = unix_now();
+    let mut claims = Claims::for_user(ACCOUNT.into(), "ada@example.org", None, now, 60).unwrap();
+    for i in 0..16 {
+        claims
+            .attributes
+            .insert(format!("k{i}"), AttrValue::One("x".repeat(128)));
+    }
+    // The profile name fills the rest, up to the longest token that opens.
+    let mut sealed = String::new();
+    for len in 0.. {
+        claims.name = Some("n".repeat(len));
+        let next = token::mint(ring.primary(), &claims);
+        if next.len() > 4096 {
+            break;
+        }
+        sealed = next;
+    }
+    assert!(sealed.len() > 4096 - 30, "{}", sealed.len());
+    let page = navigate(&gate.url(&format!("/docs/a?auth-token={sealed}")))
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.header("set-cookie").is_none());
+    assert_eq!(upstream.seen_under("/docs/a")[0].uri, "/docs/a");
+    gate.stop().await;
+}

@@ -29,8 +29,11 @@ const MAX_AVATAR_URL: usize = 1024;
 /// The longest token the API mints: its session cookie (one byte longer,
 /// under the cookie's name) must stay within the 4096 bytes browsers keep
 /// for one cookie, with room for longer timestamps.
-const MAX_MINTED_LEN: usize =
-    4096 - crate::access::credential::COOKIE_NAME.len() - "=".len() - "s".len() - 64;
+const MAX_MINTED_LEN: usize = crate::http::session::MAX_COOKIE_BYTES
+    - crate::access::credential::COOKIE_NAME.len()
+    - "=".len()
+    - "s".len()
+    - 64;
 
 #[derive(Debug, Deserialize)]
 struct TokenRequest {

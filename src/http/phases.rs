@@ -431,11 +431,17 @@ fn exchange_session<B>(
         Err(_) if access == Access::Public => return Ok(None),
         Err(reason) => return Err(reason),
     };
-    trace.decision = "exchange";
-    trace.user = Some(Arc::clone(&opened));
     let ttl = config.verification.session_ttl.as_secs();
     let claims = session::session_claims(&opened, now, ttl);
     let sealed = crate::token::mint_session(config.secrets.primary(), &claims);
+    if !session::fits_in_a_cookie(&sealed) {
+        // A token minted elsewhere with claims too large for a cookie: a
+        // browser would drop it, and the redirect would lose the page. The
+        // token serves this one request instead.
+        return Ok(None);
+    }
+    trace.decision = "exchange";
+    trace.user = Some(Arc::clone(&opened));
     let query = request.uri().query();
     let location = match query.and_then(credential::query_without_token) {
         Some(rest) => format!("{}?{rest}", target.path),

@@ -49,6 +49,15 @@ pub(crate) fn session_claims(opened: &Opened, now: u64, ttl_secs: u64) -> Claims
     }
 }
 
+/// The most bytes of name and value browsers keep for one cookie (RFC
+/// 6265 section 6.1 asks for at least 4096; Chrome and Firefox stop there).
+pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
+
+/// Whether a session cookie with this value is one a browser keeps.
+pub(crate) fn fits_in_a_cookie(sealed: &str) -> bool {
+    COOKIE_NAME.len() + 1 + sealed.len() <= MAX_COOKIE_BYTES
+}
+
 /// The 303 that ends the exchange: back to `location` (the same URL without
 /// the token) with the session cookie set. The response is never cached
 /// and sends no `Referer` onward.
