@@ -419,6 +419,11 @@ impl Config {
         &self.verification.account_id
     }
 
+    /// The longest token the gate opens (`limits.max_token_len`).
+    pub fn max_token_len(&self) -> usize {
+        self.limits.max_token_len
+    }
+
     /// The lifetime of minted tokens.
     pub fn token_ttl(&self) -> Duration {
         self.verification.token_ttl

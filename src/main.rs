@@ -310,6 +310,13 @@ fn mint(
         Claims::for_user(account_id, &email, user_id, now, ttl.as_secs()).map_err(flag_error)?;
     extra.apply(&mut claims)?;
     let token = token::mint(config.secrets().primary(), &claims);
+    anyhow::ensure!(
+        token.len() <= config.max_token_len(),
+        "the token would be {} bytes, more than limits.max_token_len ({}): the gate would \
+         refuse it; send fewer or shorter groups and attributes",
+        token.len(),
+        config.max_token_len()
+    );
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     Ok(())

@@ -152,14 +152,19 @@ value = "s"
         (base.replace("http://127.0.0.1:9", "ftp://x"), 2, "upstream.url"),
         (format!("{base}\n[[pages]]\npath = \"no-slash\"\naccess = \"public\"\n"), 12, "pages[0].path"),
         (format!("{base}\n[[pages]]\npath = \"/a\"\naccess = \"secret\"\n"), 13, "access"),
-        // Methods: two rules for one pattern that both cover HEAD (GET
-        // brings it), an unknown method, and a lower-case one.
-        (format!("{base}\n[[pages]]\npath = \"/i/**\"\nmethods = [\"GET\"]\naccess = \"public\"\n[[pages]]\npath = \"/i/**\"\naccess = \"verified\"\nmethods = [\"POST\", \"HEAD\"]\n"), 18, "pages[1].methods"),
+        // Methods: two rules for one pattern that both cover GET, HEAD
+        // alone, an unknown method, and a lower-case one.
+        (format!("{base}\n[[pages]]\npath = \"/i/**\"\nmethods = [\"GET\"]\naccess = \"public\"\n[[pages]]\npath = \"/i/**\"\naccess = \"verified\"\nmethods = [\"POST\", \"GET\"]\n"), 18, "pages[1].methods"),
         (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"verified\"\nmethods = [\"VOTE\"]\n"), 14, "pages[0].methods"),
         (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"verified\"\nmethods = [\"get\"]\n"), 14, "pages[0].methods"),
+        (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"public\"\nmethods = [\"HEAD\"]\n"), 14, "lists HEAD without GET"),
         (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"public\"\nallow_groups = [\"beta\"]\n"), 12, "pages[0].access"),
         (format!("{base}\n[[pages]]\npath = \"/i\"\naccess = \"verified\"\nrequire = {{ Plan = [\"pro\"] }}\n"), 12, "pages[0].require"),
         (format!("{base}\n[forward]\nattributes = [\"plan\", \"Plan\"]\n"), 12, "forward.attributes"),
+        // The gate's own paths are one each.
+        (format!("{base}\n[embed]\nme_path = \"/auth/logout\"\n"), 12, "embed.me_path"),
+        (format!("{base}\n[embed]\nscript_path = \"/auth/me\"\n"), 12, "embed.script_path"),
+        (format!("{base}\n[embed]\nlogout_path = \"/auth/api/token\"\n"), 12, "embed.logout_path"),
     ];
     for (text, line, key) in cases {
         let path = write_config(&dir, &text);
@@ -202,6 +207,30 @@ fn token_refuses_a_bad_email() {
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(err.contains("email"));
+    // Claims within every limit but too many together for a token.
+    let mut args: Vec<String> = [
+        "token",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--email",
+        "a@b.io",
+    ]
+    .map(String::from)
+    .to_vec();
+    for key in 0..16 {
+        for _ in 0..2 {
+            args.push("--attr".into());
+            args.push(format!("k{key}={}", "x".repeat(128)));
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("more than limits.max_token_len (4096)"),
+        "{err}"
+    );
     for (flag, value, says) in [
         ("--group", "a b", "--group (groups[0]) must match"),
         (

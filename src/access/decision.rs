@@ -83,15 +83,19 @@ fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
 }
 
 /// The rule for a `method` request of `path` and its access, or the
-/// default when no rule matches.
+/// default when no rule matches; 405 for a method no `methods` list can
+/// name where the path's rules name methods ([`RuleSet::lookup`]).
+///
+/// [`RuleSet::lookup`]: crate::access::rules::RuleSet::lookup
 pub(crate) fn access_for<'c>(
     config: &'c Config,
     path: &str,
     method: &http::Method,
-) -> (Option<&'c PageRule>, Access) {
-    match config.rules.find(path, method) {
-        Some(rule) => (Some(rule), rule.access()),
-        None => (None, config.default_access.access()),
+) -> Result<(Option<&'c PageRule>, Access), Reason> {
+    match config.rules.lookup(path, method) {
+        Ok(Some(rule)) => Ok((Some(rule), rule.access())),
+        Ok(None) => Ok((None, config.default_access.access())),
+        Err(_unlisted) => Err(Reason::MethodNotListed),
     }
 }
 
@@ -170,7 +174,7 @@ mod tests {
         decide(
             config,
             cache,
-            access_for(config, path, &http::Method::GET),
+            access_for(config, path, &http::Method::GET).expect("GET is standard"),
             credential,
             now,
         )

@@ -24,6 +24,9 @@ pub(crate) enum Reason {
     MisdirectedHost,
     /// A method the gate never forwards (`CONNECT`, `TRACE`).
     MethodNotAllowed,
+    /// A method no `methods` list can name (`post`, `PURGE`) on a path
+    /// whose rules name methods.
+    MethodNotListed,
     /// The client did not send its request body in time.
     BodyTimeout,
     /// A restricted page was requested without a token.
@@ -63,7 +66,7 @@ impl Reason {
             }
             Reason::NotAdmitted { .. } => StatusCode::FORBIDDEN,
             Reason::QueryTooLong => StatusCode::URI_TOO_LONG,
-            Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reason::MethodNotAllowed | Reason::MethodNotListed => StatusCode::METHOD_NOT_ALLOWED,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -80,6 +83,9 @@ impl Reason {
             Reason::QueryTooLong => "the query string is too long",
             Reason::MisdirectedHost => "this gate does not serve that host",
             Reason::MethodNotAllowed => "the gate does not forward this method",
+            Reason::MethodNotListed => {
+                "this page's rules name their methods, and this method is not one of them"
+            }
             Reason::BodyTimeout => "the request body did not arrive in time",
             Reason::MissingToken => "a token is required for this page",
             Reason::InvalidToken(crate::token::format::TokenError::Expired) => {

@@ -52,6 +52,11 @@ pub(crate) use methods::Methods;
 use who::Who;
 pub(crate) use who::{Admit, Refusal};
 
+/// A request method that no `methods` list can name (not one of the
+/// standard names as written) met a pattern whose rules name methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnlistedMethod;
+
 /// Who may see a page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -252,6 +257,11 @@ impl fmt::Display for RuleError {
             RuleErrorKind::BadMethod(m) if m.is_empty() => write!(
                 f,
                 "methods is empty; name at least one method, or remove it to cover all"
+            ),
+            RuleErrorKind::BadMethod(m) if m == "HEAD" => write!(
+                f,
+                "methods lists HEAD without GET; a HEAD is answered with a GET's headers, \
+                 so it is judged with GET: list GET, which covers HEAD"
             ),
             RuleErrorKind::BadMethod(m) => write!(
                 f,
@@ -533,8 +543,20 @@ impl RuleSet {
     /// Allocates nothing, except one lower-cased copy of the path when the
     /// set is case-insensitive and the path has an ASCII upper-case letter.
     pub(crate) fn find(&self, path: &str, method: &Method) -> Option<&PageRule> {
+        self.lookup(path, method).ok().flatten()
+    }
+
+    /// [`RuleSet::find`], failing closed on a method no `methods` list can
+    /// name (`post`, `PURGE`): where it meets a pattern whose rules name
+    /// methods, nobody can tell which of them the method was meant to
+    /// fall under, so it is [`UnlistedMethod`] rather than the laxest.
+    pub(crate) fn lookup(
+        &self,
+        path: &str,
+        method: &Method,
+    ) -> Result<Option<&PageRule>, UnlistedMethod> {
         if !path.starts_with('/') {
-            return None;
+            return Ok(None);
         }
         let path: Cow<'_, str> =
             if self.case_insensitive && path.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -546,9 +568,18 @@ impl RuleSet {
             Some(t) if !t.is_empty() => t,
             _ => &path,
         };
-        let pick = |slot: usize| self.slots[slot].pick(method);
-        if let Some(rule) = self.exact.get(trimmed).and_then(|&slot| pick(slot)) {
-            return self.rules.get(rule);
+        let standard = Methods::is_standard(method);
+        let pick = |slot: usize| {
+            let slot = &self.slots[slot];
+            match standard || slot.by_method.is_empty() {
+                true => Ok(slot.pick(method)),
+                false => Err(UnlistedMethod),
+            }
+        };
+        if let Some(&slot) = self.exact.get(trimmed) {
+            if let Some(rule) = pick(slot)? {
+                return Ok(self.rules.get(rule));
+            }
         }
         // From here on "" is the root, so every segment follows a '/'.
         let body = if trimmed == "/" { "" } else { trimmed };
@@ -565,15 +596,14 @@ impl RuleSet {
             let node = &self.nodes[id];
             // The patterns below one node are disjoint: at most one matches.
             let rest = body.get(node.prefix_len..);
-            if let Some(rule) = rest
-                .and_then(|rest| self.match_tail(node, rest))
-                .and_then(pick)
-            {
-                return self.rules.get(rule);
+            if let Some(slot) = rest.and_then(|rest| self.match_tail(node, rest)) {
+                if let Some(rule) = pick(slot)? {
+                    return Ok(self.rules.get(rule));
+                }
             }
             at = node.parent;
         }
-        None
+        Ok(None)
     }
 
     /// Matches the patterns whose literal prefix ends at `node` against the

@@ -360,6 +360,14 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
     let script_path = gate_path(at, &raw.script_path, "embed.script_path", "/embed.js")?;
     let logout_path = gate_path(at, &raw.logout_path, "embed.logout_path", "/auth/logout")?;
     let me_path = gate_path(at, &raw.me_path, "embed.me_path", "/auth/me")?;
+    distinct_gate_paths(
+        at,
+        [
+            (&raw.script_path, "embed.script_path", &script_path),
+            (&raw.logout_path, "embed.logout_path", &logout_path),
+            (&raw.me_path, "embed.me_path", &me_path),
+        ],
+    )?;
     let origins = raw
         .allowed_origins
         .iter()
@@ -409,6 +417,34 @@ fn compile_forward(
     Ok(out)
 }
 
+/// The gate's own paths are one each: a path shared by two endpoints, or
+/// with the token API, would leave one of them unreachable.
+fn distinct_gate_paths(
+    at: &Locator<'_>,
+    paths: [(&Option<Spanned<String>>, &str, &String); 3],
+) -> Result<(), ConfigError> {
+    let token_api = crate::config::TOKEN_API_PATHS.map(|p| (&None, "the token API", p));
+    for (i, &(raw, key, path)) in paths.iter().enumerate() {
+        let earlier = paths[..i]
+            .iter()
+            .map(|&(raw, key, path)| (raw, key, path.as_str()));
+        let clash = earlier
+            .chain(token_api.iter().copied())
+            .find(|&(_, _, other)| other == path.as_str());
+        if let Some((other_raw, other_key, _)) = clash {
+            // Blame the key set in the file: defaults never clash.
+            let (span, key, other) = match (raw, other_raw) {
+                (Some(set), _) => (set.span(), key, other_key),
+                (None, Some(set)) => (set.span(), other_key, key),
+                (None, None) => (0..0, key, other_key),
+            };
+            let why = format!("{path:?} is already the path of {other}");
+            return Err(at.error(span, key, why));
+        }
+    }
+    Ok(())
+}
+
 /// A path the gate answers itself (`embed.*_path`): normalized, absolute,
 /// not a directory.
 fn gate_path(
@@ -438,18 +474,23 @@ fn gate_path(
 /// more.
 fn allowed_origin(at: &Locator<'_>, origin: &Spanned<String>) -> Result<String, ConfigError> {
     let text = origin.get_ref().trim().trim_end_matches('/');
-    let valid = url::Url::parse(text).ok().is_some_and(|u| {
+    let parsed = url::Url::parse(text).ok().filter(|u| {
         matches!(u.scheme(), "http" | "https")
             && u.has_host()
             && u.path() == "/"
             && u.query().is_none()
+            && u.fragment().is_none()
             && u.username().is_empty()
+            && u.password().is_none()
     });
-    if !valid {
-        let message = format!("{text:?} is not an origin like \"https://app.example.com\"");
-        return Err(at.error(origin.span(), "embed.allowed_origins", message));
+    match parsed {
+        // As browsers send it in `Origin`: lower-case host, no default port.
+        Some(url) => Ok(url.origin().ascii_serialization()),
+        None => {
+            let message = format!("{text:?} is not an origin like \"https://app.example.com\"");
+            Err(at.error(origin.span(), "embed.allowed_origins", message))
+        }
     }
-    Ok(text.to_string())
 }
 
 fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigError> {

@@ -201,12 +201,14 @@ where
         return Err(ApiError::NoLiveSecret);
     }
     let token = token::mint(key, &claims);
-    if token.len() > MAX_MINTED_LEN {
+    let longest = MAX_MINTED_LEN.min(config.limits.max_token_len);
+    if token.len() > longest {
         // Each field is within its limits, but all of them together would
-        // make a token, or the session cookie it becomes, too long to use.
+        // make a token the gate refuses (`limits.max_token_len`), or a
+        // session cookie a browser drops.
         return Err(ApiError::BadRequest(format!(
             "groups and attributes: together too large, the token would exceed \
-             {MAX_MINTED_LEN} bytes"
+             {longest} bytes"
         )));
     }
     let expires_at = std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at);
@@ -280,7 +282,8 @@ where
 }
 
 /// The request's JSON; a value of the wrong shape is named by its path
-/// (`groups[2]`, `attributes.plan`), never echoed.
+/// (`groups[2]`, `attributes.plan`), with serde's description of what was
+/// found instead (the caller's own input, sent back to the caller).
 fn parse(bytes: &[u8]) -> Result<TokenRequest, ApiError> {
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let request: TokenRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {

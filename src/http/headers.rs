@@ -104,15 +104,15 @@ const FORWARDED_NAME: HeaderName = HeaderName::from_static("x-forwarded-name");
 const FORWARDED_AVATAR_URL: HeaderName = HeaderName::from_static("x-forwarded-avatar-url");
 
 /// What a name or an attribute value keeps raw in a header: RFC 8187's
-/// `attr-char` (letters, digits and ``!#$&+-.^_`|~``). Everything else,
-/// UTF-8 bytes included, is percent-encoded, so any value survives any
-/// header parser, and a `,` inside a value never splits a list.
+/// `attr-char` but `+` (letters, digits and ``!#$&-.^_`|~``; a form-style
+/// decoder would read `+` as a space). Everything else, UTF-8 bytes
+/// included, is percent-encoded, so any value survives any header parser,
+/// decodes one way, and a `,` inside a value never splits a list.
 const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'!')
     .remove(b'#')
     .remove(b'$')
     .remove(b'&')
-    .remove(b'+')
     .remove(b'-')
     .remove(b'.')
     .remove(b'^')

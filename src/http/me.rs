@@ -220,6 +220,30 @@ mod tests {
     }
 
     #[test]
+    fn origins_compare_as_browsers_send_them() {
+        let text = format!(
+            "{}\n[embed]\nallowed_origins = [\"HTTPS://App.Example.com:443/\"]\n",
+            crate::config::TEST_CONFIG
+        );
+        let c = Config::parse(&text, std::path::Path::new("test.toml")).expect("valid");
+        assert_eq!(c.embed.allowed_origins, ["https://app.example.com"]);
+        let request = Request::get("/auth/me")
+            .header("origin", "https://app.example.com")
+            .body(())
+            .unwrap();
+        let (_, headers, _) = answer(&c, request);
+        assert_eq!(
+            headers["access-control-allow-origin"],
+            "https://app.example.com"
+        );
+        let fragment = format!(
+            "{}\n[embed]\nallowed_origins = [\"https://a.example#x\"]\n",
+            crate::config::TEST_CONFIG
+        );
+        assert!(Config::parse(&fragment, std::path::Path::new("test.toml")).is_err());
+    }
+
+    #[test]
     fn nothing_gets_401_and_other_origins_no_cors() {
         let c = config();
         let request = Request::get("/auth/me")

@@ -271,7 +271,10 @@ where
         Ok(found) => found,
         Err(reason) => return refuse(trace, reason),
     };
-    let rule = decision::access_for(phase.config, &target.path, request.method());
+    let rule = match decision::access_for(phase.config, &target.path, request.method()) {
+        Ok(rule) => rule,
+        Err(reason) => return refuse(trace, reason),
+    };
     trace.rule = rule.0.map(PageRule::index);
     let token_in_url = places.query.then_some(credential.as_ref()).flatten();
     match exchange_session(phase, target, &request, token_in_url, rule.1, trace) {
@@ -691,6 +694,7 @@ impl AccessLog {
             bytes,
             decision = trace.decision,
             rule,
+            rule_index = trace.rule,
             secret_id = trace.user.as_ref().map(|user| &*user.key_id),
             user = user.as_deref(),
             upstream_status = trace.upstream_status,

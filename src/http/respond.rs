@@ -36,7 +36,7 @@ impl Reason {
                 HeaderValue::from_static(challenge),
             );
         }
-        if self == Reason::MethodNotAllowed {
+        if matches!(self, Reason::MethodNotAllowed | Reason::MethodNotListed) {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
