@@ -470,6 +470,9 @@ fn explain_names_the_rule_why_it_wins_and_the_decision() {
     );
     assert!(vote.contains("methods POST  <- wins"), "{vote}");
     assert!(vote.contains("401"), "{vote}");
+    let lower = explain_as("/ideas/1/vote", &["--method", "post"]);
+    assert!(lower.contains("rule:     none for post"), "{lower}");
+    assert!(lower.contains("refused with 405"), "{lower}");
     let read = explain_as("/ideas/1/vote", &[]);
     assert!(read.contains("rule:     /ideas/** public"), "{read}");
     assert!(read.contains("forwarded without an identity"), "{read}");

@@ -216,7 +216,15 @@ fn describe_rule<'c>(
     let options = RuleOptions {
         case_insensitive: config.case_insensitive_paths,
     };
-    let Some(winner) = config.rules.find(path, method) else {
+    let Ok(found) = config.rules.lookup(path, method) else {
+        let _ = writeln!(
+            out,
+            "rule:     none for {method}: the path's rules name methods (GET, HEAD, POST, \
+             PUT, DELETE, PATCH, OPTIONS as written), and this is not one of them"
+        );
+        return None;
+    };
+    let Some(winner) = found else {
         let shown = match config.default_access.access() {
             Access::Public => "public",
             Access::Verified => "verified users only",
