@@ -285,6 +285,13 @@ pub(crate) struct Limits {
     /// (more wait, within `upstream.timeout`): an HTTP/2 connection's
     /// streams must not take the upstream slots every client shares.
     pub max_inflight_per_connection: usize,
+    /// WebSocket tunnels open at once; beyond it a handshake gets 503.
+    pub max_tunnels: usize,
+    /// A tunnel that moves no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// The longest pause between two parts of a `text/event-stream`
+    /// answer, in place of the per-answer idle clock.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -304,6 +311,9 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             body_timeout: Duration::from_secs(10),
             max_inflight_per_connection: 16,
+            max_tunnels: 1024,
+            tunnel_idle_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -13,3 +13,4 @@ pub(crate) mod me;
 pub(crate) mod phases;
 pub(crate) mod respond;
 pub(crate) mod session;
+pub(crate) mod websocket;

@@ -5,4 +5,5 @@ pub(crate) mod body;
 pub(crate) mod files;
 pub(crate) mod pool;
 pub(crate) mod proxy;
+pub(crate) mod tunnel;
 pub(crate) mod upload;

@@ -24,6 +24,13 @@ pub(crate) enum Reason {
     MisdirectedHost,
     /// A method the gate never forwards (`CONNECT`, `TRACE`).
     MethodNotAllowed,
+    /// A WebSocket handshake on a path whose rule says `websocket = false`.
+    WebSocketRefused,
+    /// `limits.max_tunnels` are open.
+    TooManyTunnels,
+    /// The upstream answered a WebSocket handshake with a `101` that does
+    /// not switch to the protocol the client asked for.
+    UpstreamHandshake,
     /// A method no `methods` list can name (`post`, `PURGE`) on a path
     /// whose rules name methods.
     MethodNotListed,
@@ -64,7 +71,9 @@ impl Reason {
             Reason::MissingToken | Reason::InvalidToken(_) | Reason::WrongAccount => {
                 StatusCode::UNAUTHORIZED
             }
-            Reason::NotAdmitted { .. } => StatusCode::FORBIDDEN,
+            Reason::NotAdmitted { .. } | Reason::WebSocketRefused => StatusCode::FORBIDDEN,
+            Reason::TooManyTunnels => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::UpstreamHandshake => StatusCode::BAD_GATEWAY,
             Reason::QueryTooLong => StatusCode::URI_TOO_LONG,
             Reason::MethodNotAllowed | Reason::MethodNotListed => StatusCode::METHOD_NOT_ALLOWED,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -83,6 +92,9 @@ impl Reason {
             Reason::QueryTooLong => "the query string is too long",
             Reason::MisdirectedHost => "this gate does not serve that host",
             Reason::MethodNotAllowed => "the gate does not forward this method",
+            Reason::WebSocketRefused => "this page does not take WebSocket connections",
+            Reason::TooManyTunnels => "too many WebSocket connections are open; retry later",
+            Reason::UpstreamHandshake => "the portal host did not complete the WebSocket handshake",
             Reason::MethodNotListed => {
                 "this page's rules name their methods, and this method is not one of them"
             }

@@ -95,6 +95,11 @@ pub(crate) struct RuleSpec {
     pub require: Vec<(String, Vec<String>)>,
     /// The methods the rule applies to; `None` for all.
     pub methods: Option<Vec<String>>,
+    /// `Some(false)` refuses WebSocket handshakes; allowed otherwise.
+    pub websocket: Option<bool>,
+    /// How long an answer on this rule may pause between two parts, in
+    /// place of the per-answer idle clock (for long polls and streams).
+    pub stream_idle_timeout: Option<std::time::Duration>,
 }
 
 /// Options that change how paths compare.
@@ -117,6 +122,10 @@ pub(crate) struct PageRule {
     who: Who,
     /// The methods it applies to; `None` for all.
     methods: Option<Methods>,
+    /// WebSocket handshakes are allowed where the rule admits the user.
+    websocket: bool,
+    /// The rule's own pause allowance for streamed answers.
+    stream_idle_timeout: Option<std::time::Duration>,
     /// Leading literal segments: the precedence key among patterns.
     literal_prefix: usize,
     exact: bool,
@@ -153,6 +162,16 @@ impl PageRule {
     /// conditions and admits anyone.
     pub(crate) fn admits(&self, claims: &crate::token::Claims) -> Result<Admit, Refusal> {
         self.who.judge(claims)
+    }
+
+    /// Whether WebSocket handshakes may open a tunnel here.
+    pub(crate) fn allows_websocket(&self) -> bool {
+        self.websocket
+    }
+
+    /// How long an answer on this rule may pause, if the rule says.
+    pub(crate) fn stream_idle_timeout(&self) -> Option<std::time::Duration> {
+        self.stream_idle_timeout
     }
 
     /// Whether the rule requires attributes.
@@ -497,6 +516,8 @@ impl RuleSet {
                 index,
                 who,
                 methods,
+                websocket: spec.websocket.unwrap_or(true),
+                stream_idle_timeout: spec.stream_idle_timeout,
                 literal_prefix,
                 exact,
             });

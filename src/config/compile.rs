@@ -598,6 +598,23 @@ fn compile_limits(at: &Locator<'_>, raw: &RawLimits) -> Result<Limits, ConfigErr
             1,
             10_000,
         )?,
+        max_tunnels: within(
+            &raw.max_tunnels,
+            "limits.max_tunnels",
+            d.max_tunnels,
+            0,
+            1_000_000,
+        )?,
+        tunnel_idle_timeout: positive(
+            &raw.tunnel_idle_timeout,
+            "limits.tunnel_idle_timeout",
+            d.tunnel_idle_timeout,
+        )?,
+        stream_idle_timeout: positive(
+            &raw.stream_idle_timeout,
+            "limits.stream_idle_timeout",
+            d.stream_idle_timeout,
+        )?,
     })
 }
 
@@ -826,25 +843,36 @@ fn compile_pages(
     raw: &[Spanned<RawPage>],
     case_insensitive: bool,
 ) -> Result<RuleSet, ConfigError> {
-    let specs = raw
-        .iter()
-        .map(|p| {
-            let p = p.get_ref();
-            RuleSpec {
-                path: p.path.get_ref().clone(),
-                access: p.access,
-                allow_emails: p.allow_emails.clone(),
-                allow_domains: p.allow_domains.clone(),
-                allow_groups: p.allow_groups.clone(),
-                require: p
-                    .require
-                    .iter()
-                    .map(|(key, values)| (key.clone(), values.clone().into_vec()))
-                    .collect(),
-                methods: p.methods.as_ref().map(|m| m.get_ref().clone()),
+    let mut specs = Vec::with_capacity(raw.len());
+    for (index, p) in raw.iter().enumerate() {
+        let p = p.get_ref();
+        let stream_idle_timeout = match &p.stream_idle_timeout {
+            None => None,
+            Some(v) => {
+                let key = format!("pages[{index}].stream_idle_timeout");
+                let value = at.duration(&Some(v.clone()), &key, Duration::ZERO)?;
+                if value.is_zero() {
+                    return Err(at.error(v.span(), &key, "must be greater than zero"));
+                }
+                Some(value)
             }
-        })
-        .collect();
+        };
+        specs.push(RuleSpec {
+            path: p.path.get_ref().clone(),
+            access: p.access,
+            allow_emails: p.allow_emails.clone(),
+            allow_domains: p.allow_domains.clone(),
+            allow_groups: p.allow_groups.clone(),
+            require: p
+                .require
+                .iter()
+                .map(|(key, values)| (key.clone(), values.clone().into_vec()))
+                .collect(),
+            methods: p.methods.as_ref().map(|m| m.get_ref().clone()),
+            websocket: p.websocket,
+            stream_idle_timeout,
+        });
+    }
     RuleSet::compile(specs, RuleOptions { case_insensitive }).map_err(|e| {
         let page = raw.get(e.index).map(Spanned::get_ref);
         let field = match e.kind {

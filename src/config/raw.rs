@@ -90,6 +90,9 @@ pub(super) struct RawLimits {
     pub(super) api_failure_burst: Option<Spanned<u32>>,
     pub(super) api_failure_refill: Option<Spanned<String>>,
     pub(super) shutdown_grace: Option<Spanned<String>>,
+    pub(super) max_tunnels: Option<Spanned<usize>>,
+    pub(super) tunnel_idle_timeout: Option<Spanned<String>>,
+    pub(super) stream_idle_timeout: Option<Spanned<String>>,
     pub(super) body_timeout: Option<Spanned<String>>,
     pub(super) max_inflight_per_connection: Option<Spanned<usize>>,
 }
@@ -141,6 +144,8 @@ pub(super) struct RawPage {
     #[serde(default)]
     pub(super) require: std::collections::BTreeMap<String, OneOrMany>,
     pub(super) methods: Option<Spanned<Vec<String>>>,
+    pub(super) websocket: Option<bool>,
+    pub(super) stream_idle_timeout: Option<Spanned<String>>,
 }
 
 /// A `require` value: `"pro"` or `["pro", "enterprise"]`.

@@ -47,10 +47,11 @@ use crate::access::rules::{Access, PageRule};
 use crate::config::{Config, Endpoint};
 use crate::http::headers::{self, ClientInfo};
 use crate::http::respond::{Audience, OwnResponse};
-use crate::http::{api, host, session};
+use crate::http::{api, host, session, websocket};
 use crate::ops::state::{Active, Gate};
 use crate::token::Opened;
 use crate::upstream::body::{self, Body, BoxError};
+use crate::upstream::tunnel::TunnelOpen;
 
 /// What the gate knows about the connection a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +211,8 @@ struct Target {
     audience: Audience,
     /// The peer is one of the `trusted_proxies`.
     trusted: bool,
+    /// The WebSocket handshake the request makes, if it makes one.
+    websocket: Option<websocket::Handshake>,
 }
 
 /// The access phases, top to bottom; every refusal is a response.
@@ -276,7 +279,12 @@ where
         Err(reason) => return refuse(trace, reason),
     };
     trace.rule = rule.0.map(PageRule::index);
+    if target.websocket.is_some() && rule.0.is_some_and(|rule| !rule.allows_websocket()) {
+        return refuse(trace, Reason::WebSocketRefused);
+    }
+    // A handshake is never redirected: its URL token is its credential.
     let token_in_url = places.query.then_some(credential.as_ref()).flatten();
+    let token_in_url = token_in_url.filter(|_| target.websocket.is_none());
     match exchange_session(phase, target, &request, token_in_url, rule.1, trace) {
         Ok(Some(answer)) => return Admission::Respond(answer),
         Ok(None) => {}
@@ -320,6 +328,7 @@ fn classify<B: HttpBody>(
             "a GET or HEAD request cannot carry a body",
         ));
     }
+    let websocket = websocket::read(method, request.version(), request.headers())?;
     let path = crate::access::path::normalize(request.uri().path())
         .map_err(Reason::BadPath)?
         .into_owned();
@@ -345,6 +354,7 @@ fn classify<B: HttpBody>(
         host,
         audience,
         trusted,
+        websocket,
     })
 }
 
@@ -523,10 +533,28 @@ fn upstream_request<B>(
         identity.as_deref(),
         forward,
     )?;
+    if let Some(handshake) = &target.websocket {
+        websocket::restore_upgrade(&mut parts.headers);
+        parts.extensions.insert(Tunnelled {
+            handshake: handshake.clone(),
+            user: identity.clone(),
+        });
+    }
     if let Some(opened) = identity {
         parts.extensions.insert(Identity(opened));
     }
     Ok(Request::from_parts(parts, body))
+}
+
+/// An admitted WebSocket handshake, in the extensions of the request the
+/// proxy sends: the answer that opens its tunnel, and the user whose
+/// credential the tunnel lives under (none on a public page).
+#[derive(Debug, Clone)]
+pub(crate) struct Tunnelled {
+    /// What a real `101` carries.
+    pub(crate) handshake: websocket::Handshake,
+    /// The verified user, whose credential bounds the tunnel's life.
+    pub(crate) user: Option<Arc<Opened>>,
 }
 
 /// The proxy's connection: what a request needs of it beyond [`ConnInfo`].
@@ -540,13 +568,20 @@ pub(crate) struct ProxyConn {
     pub(crate) inflight: Arc<tokio::sync::Semaphore>,
     /// The worker thread the connection runs on: its upstream pool.
     pub(crate) worker: usize,
+    /// Turns true when the server shuts down (a tunnel gets
+    /// `limits.shutdown_grace`, then closes).
+    pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+    /// The connection's place among `max_connections`, held by the
+    /// connection and by every tunnel it opened, so that a shutdown waits
+    /// for them too.
+    pub(crate) held: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// One request through the proxy: the access phases, then forward, the
 /// response filter, and the access log, which [`AccessLog::finish`] writes
 /// when the response body ends. Never fails: every refusal is a response.
 pub(crate) async fn proxy(
-    gate: &Gate,
+    gate: &Arc<Gate>,
     request: Request<Incoming>,
     conn: &ProxyConn,
 ) -> (Response<Body>, AccessLog) {
@@ -558,9 +593,15 @@ pub(crate) async fn proxy(
     let mut trace = Trace::default();
     let mut response = match admit(gate, &active, request, &conn.info, &mut trace).await {
         Admission::Respond(answer) => answer.map(body::boxed),
+        Admission::Forward(request) if request.extensions().get::<Tunnelled>().is_some() => {
+            tunnel(gate, &active, request, conn, &mut trace).await
+        }
         Admission::Forward(request) => forward(gate, &active, request, conn, &mut trace).await,
     };
     response_filter(&active.config, &mut response, &trace);
+    if let Some(limit) = stream_idle(&active.config, &response, &trace) {
+        response.extensions_mut().insert(StreamIdle(limit));
+    }
     let status = response.status().as_u16();
     let log = AccessLog {
         active,
@@ -570,6 +611,32 @@ pub(crate) async fn proxy(
         started,
     };
     (response, log)
+}
+
+/// Phase 7 for an admitted WebSocket handshake: the tunnel
+/// ([`crate::upstream::tunnel`]), or the upstream's answer when it did not
+/// switch.
+async fn tunnel(
+    gate: &Arc<Gate>,
+    active: &Active,
+    request: Request<Incoming>,
+    conn: &ProxyConn,
+    trace: &mut Trace,
+) -> Response<Body> {
+    match crate::upstream::tunnel::open(gate, active, request, conn).await {
+        Ok(response) => {
+            gate.upstream_health().mark(gate.clock().unix_now());
+            trace.upstream_status = Some(response.status().as_u16());
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                trace.decision = "tunnel";
+            }
+            response
+        }
+        Err(reason) => {
+            trace.decision = "reject";
+            reason.into_response(trace.audience).map(body::boxed)
+        }
+    }
 }
 
 /// Phase 7, for the proxy: send the admitted request upstream.
@@ -612,7 +679,42 @@ fn response_filter(config: &Config, response: &mut Response<Body>, trace: &Trace
     if trace.upstream_status.is_some() {
         headers::filter_response(response.headers_mut(), trace.decision == "verified");
     }
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        // Only a tunnel the gate opened switches the client's connection.
+        match response.extensions().get::<TunnelOpen>() {
+            Some(TunnelOpen) => websocket::restore_upgrade(response.headers_mut()),
+            None => {
+                *response = Reason::UpstreamHandshake
+                    .into_response(trace.audience)
+                    .map(body::boxed)
+            }
+        }
+    }
     frame_policy(config, response.headers_mut());
+}
+
+/// How long an answer may pause between two parts, when not the
+/// connection's two idle periods: the rule's `stream_idle_timeout`, else
+/// `limits.stream_idle_timeout` for a `text/event-stream`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamIdle(pub(crate) std::time::Duration);
+
+fn stream_idle(
+    config: &Config,
+    response: &Response<Body>,
+    trace: &Trace,
+) -> Option<std::time::Duration> {
+    let rule = trace.rule.and_then(|index| config.rules.get(index));
+    if let Some(limit) = rule.and_then(PageRule::stream_idle_timeout) {
+        return Some(limit);
+    }
+    let events = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"));
+    events.then_some(config.limits.stream_idle_timeout)
 }
 
 /// Who may frame the portal (`embed.allowed_origins`): on every answer.

@@ -66,6 +66,10 @@ pub(crate) struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     config_info: Family<VersionLabels, Gauge>,
     verifications: Family<SecretLabels, Counter>,
+    tunnels_open: Gauge,
+    tunnels_opened: Counter,
+    tunnels_refused: Family<ReasonLabels, Counter>,
+    tunnels_closed: Family<ReasonLabels, Counter>,
     /// The `verifications` counter of each secret id, found without
     /// building a label (an allocation) on every request; one entry per
     /// secret ever configured.
@@ -98,7 +102,31 @@ impl Metrics {
             config_info: Family::default(),
             verifications: Family::default(),
             verification_counters: RwLock::default(),
+            tunnels_open: Gauge::default(),
+            tunnels_opened: Counter::default(),
+            tunnels_refused: Family::default(),
+            tunnels_closed: Family::default(),
         };
+        registry.register(
+            "tunnels_open",
+            "WebSocket tunnels open now",
+            m.tunnels_open.clone(),
+        );
+        registry.register(
+            "tunnels_opened",
+            "WebSocket tunnels opened",
+            m.tunnels_opened.clone(),
+        );
+        registry.register(
+            "tunnels_refused",
+            "WebSocket handshakes the gate admitted but did not tunnel, by reason",
+            m.tunnels_refused.clone(),
+        );
+        registry.register(
+            "tunnels_closed",
+            "WebSocket tunnels closed, by reason",
+            m.tunnels_closed.clone(),
+        );
         registry.register(
             "requests",
             "Requests by decision and status",
@@ -195,6 +223,29 @@ impl Metrics {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(secret_id.into(), counter);
+    }
+
+    /// A tunnel opened.
+    pub(crate) fn tunnel_opened(&self) {
+        self.tunnels_opened.inc();
+        self.tunnels_open.inc();
+    }
+
+    /// An admitted handshake not tunnelled (`limit`, `upstream`, `refused`:
+    /// the upstream did not switch).
+    pub(crate) fn tunnel_refused(&self, reason: &'static str) {
+        self.tunnels_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// A tunnel closed (`client`, `upstream`, `idle`, `expiry`, `secret`,
+    /// `shutdown`).
+    pub(crate) fn tunnel_closed(&self, reason: &'static str) {
+        self.tunnels_open.dec();
+        self.tunnels_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// One token minted by the API.

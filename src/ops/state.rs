@@ -70,6 +70,8 @@ pub struct Gate {
     reloading: std::sync::Mutex<()>,
     /// Where every phase reads the time: the system clock, or a test's.
     clock: Arc<dyn Clock>,
+    /// The WebSocket tunnels open now.
+    tunnels: crate::upstream::tunnel::TunnelCount,
 }
 
 impl Gate {
@@ -109,6 +111,7 @@ impl Gate {
             workers,
             reloading: std::sync::Mutex::new(()),
             clock: Arc::new(SystemClock),
+            tunnels: Default::default(),
         })
     }
 
@@ -152,6 +155,11 @@ impl Gate {
     /// The gate's counters.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The WebSocket tunnels open now.
+    pub(crate) fn tunnels(&self) -> &crate::upstream::tunnel::TunnelCount {
+        &self.tunnels
     }
 
     /// When the upstream last answered.

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::config::Limits;
-use crate::http::phases::{self, AccessLog, Outcome, ProxyConn};
+use crate::http::phases::{self, AccessLog, Outcome, ProxyConn, StreamIdle};
 use crate::ops::state::Gate;
 use crate::server::idle::{BodyEnd, IdleWatch, Progress, ProgressBody, Verdict, Waiting, Written};
 
@@ -41,7 +41,9 @@ where
         io,
         progress: Arc::clone(&progress),
     });
-    let connection = builder.serve_connection(io, service);
+    // Upgrades: a WebSocket handshake the upstream switched takes the
+    // connection over ([`crate::upstream::tunnel`]).
+    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut idle = IdleWatch::new(progress, limits);
     let mut watchdog = tokio::time::interval_at(
@@ -104,8 +106,11 @@ fn service(
             let (response, log) = phases::proxy(&gate, request, &conn).await;
             drop(waiting);
             progress.touch();
+            let stream_idle = response.extensions().get::<StreamIdle>().map(|s| s.0);
             let end = LogAtEnd { log, gate };
-            Ok::<_, Infallible>(response.map(|body| ProgressBody::new(body, progress, end)))
+            Ok::<_, Infallible>(
+                response.map(|body| ProgressBody::new(body, progress, end, stream_idle)),
+            )
         }
     })
 }

@@ -52,7 +52,7 @@ pub(crate) struct Progress {
     waiting: AtomicUsize,
     /// The clocks of the answers under way (see [`Answer`]): one answer
     /// that stops making progress is a stall even while others move.
-    answers: Mutex<Vec<Weak<AtomicU64>>>,
+    answers: Mutex<Vec<(Weak<AtomicU64>, Option<Duration>)>>,
     /// What the connection speaks, once its first bytes said: on
     /// HTTP/1.1 bytes written count as progress (see [`Written`]).
     protocol: OnceLock<Protocol>,
@@ -92,12 +92,13 @@ impl Progress {
         self.protocol.get() == Some(&Protocol::Http1)
     }
 
-    /// A clock for a new answer, started now.
-    fn register_answer(&self) -> Arc<AtomicU64> {
+    /// A clock for a new answer, started now, with its own stall limit
+    /// (a stream's) or the connection's.
+    fn register_answer(&self, limit: Option<Duration>) -> Arc<AtomicU64> {
         let clock = Arc::new(AtomicU64::new(self.now_ms()));
         let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
-        answers.retain(|answer| answer.strong_count() > 0);
-        answers.push(Arc::downgrade(&clock));
+        answers.retain(|(answer, _)| answer.strong_count() > 0);
+        answers.push((Arc::downgrade(&clock), limit));
         clock
     }
 
@@ -105,16 +106,19 @@ impl Progress {
     /// whether its client stopped reading or its upstream stopped sending.
     pub(crate) fn an_answer_stalled(&self, limit: Duration) -> bool {
         let now = self.now_ms();
-        let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let ms = |limit: Duration| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         // On HTTP/1.1 the bytes written are the answer's too.
         let written = match self.is_http1() {
             true => self.last_ms.load(Ordering::Relaxed),
             false => 0,
         };
         let answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
-        answers.iter().filter_map(Weak::upgrade).any(|clock| {
+        answers.iter().any(|(clock, own)| {
+            let Some(clock) = clock.upgrade() else {
+                return false;
+            };
             let last = clock.load(Ordering::Relaxed).max(written);
-            now.saturating_sub(last) >= limit
+            now.saturating_sub(last) >= ms(own.unwrap_or(limit))
         })
     }
 }
@@ -251,8 +255,16 @@ pub(crate) struct ProgressBody<E: BodyEnd> {
 const MAX_PIECE: usize = 64 * 1024;
 
 impl<E: BodyEnd> ProgressBody<E> {
-    pub(crate) fn new(body: Body, progress: Arc<Progress>, end: E) -> ProgressBody<E> {
-        let clock = progress.register_answer();
+    /// A body handed over on `progress`'s connection; `stream_idle` is
+    /// its own stall limit, for an event stream or a rule's
+    /// `stream_idle_timeout` (otherwise two idle periods).
+    pub(crate) fn new(
+        body: Body,
+        progress: Arc<Progress>,
+        end: E,
+        stream_idle: Option<Duration>,
+    ) -> ProgressBody<E> {
+        let clock = progress.register_answer(stream_idle);
         ProgressBody {
             body,
             progress,
@@ -582,7 +594,7 @@ mod tests {
         let (tx, body) = fed();
         let ends = Ends::default();
         let body = crate::upstream::body::boxed(body);
-        let mut answer = ProgressBody::new(body, Arc::clone(&progress), ends.clone());
+        let mut answer = ProgressBody::new(body, Arc::clone(&progress), ends.clone(), None);
         tx.send(bytes::Bytes::from_static(b"first")).expect("send");
         let first = answer.frame().await.expect("frame").expect("data");
         assert_eq!(first.into_data().expect("data"), "first");
@@ -595,6 +607,24 @@ mod tests {
         assert_eq!(*ends.0.lock().expect("lock"), [(Outcome::Aborted, 5)]);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_has_its_own_stall_limit() {
+        let (progress, watch) = watch();
+        request_arrives(&progress);
+        let (_tx, body) = fed();
+        let body = crate::upstream::body::boxed(body);
+        let stream = Duration::from_secs(600);
+        let answer = ProgressBody::new(body, Arc::clone(&progress), Ends::default(), Some(stream));
+        tokio::time::sleep(IDLE * 5).await;
+        assert!(
+            !watch.an_answer_stalled(),
+            "five idle periods between events"
+        );
+        tokio::time::sleep(stream - IDLE * 5).await;
+        assert!(watch.an_answer_stalled(), "the stream's own limit");
+        drop(answer);
+    }
+
     #[tokio::test]
     async fn a_body_tells_how_it_ended_and_what_went_out() {
         let progress = Arc::new(Progress::new());
@@ -602,13 +632,14 @@ mod tests {
         let whole = crate::upstream::body::boxed(http_body_util::Full::new(bytes::Bytes::from(
             vec![b'x'; MAX_PIECE + 10],
         )));
-        let answer = ProgressBody::new(whole, Arc::clone(&progress), ends.clone());
+        let answer = ProgressBody::new(whole, Arc::clone(&progress), ends.clone(), None);
         let collected = answer.collect().await.expect("body").to_bytes();
         assert_eq!(collected.len(), MAX_PIECE + 10);
         let empty = ProgressBody::new(
             crate::upstream::body::boxed(http_body_util::Empty::new()),
             progress,
             ends.clone(),
+            None,
         );
         drop(empty);
         assert_eq!(

@@ -167,7 +167,7 @@ struct Accepted {
     gate: Arc<Gate>,
     closing: watch::Receiver<bool>,
     tls: Option<TlsAcceptor>,
-    /// Held until the connection ends.
+    /// Held until the connection, and every tunnel it opened, ends.
     _permit: OwnedSemaphorePermit,
 }
 
@@ -207,10 +207,13 @@ impl Accepted {
             tls,
             _permit,
         } = self;
+        let held = Arc::new(_permit);
         let conn = |tls| ProxyConn {
             info: ConnInfo::new(peer, tls),
             inflight: Arc::new(Semaphore::new(limits.max_inflight_per_connection)),
             worker,
+            closing: closing.clone(),
+            held: Arc::clone(&held),
         };
         let result = match tls {
             None => connection::serve(stream, gate, conn(false), &limits, closing).await,

@@ -249,6 +249,19 @@ impl Claims {
 }
 
 impl Opened {
+    /// The key that opened it is still configured with the same value
+    /// (`UnknownKey`) and live at `now` (`ExpiredKey`).
+    pub(crate) fn check_key(&self, ring: &SecretRing, now: SystemTime) -> Result<(), TokenError> {
+        let key = ring
+            .get(&self.key_id)
+            .filter(|key| key.fingerprint() == self.key_fingerprint)
+            .ok_or(TokenError::UnknownKey)?;
+        match key.is_live(now) {
+            true => Ok(()),
+            false => Err(TokenError::ExpiredKey),
+        }
+    }
+
     /// Everything that depends on the clock or on the current ring, for a
     /// freshly opened or a cached token: the key must still be configured
     /// with the same value (`UnknownKey`) and live (`ExpiredKey`), then
@@ -259,13 +272,7 @@ impl Opened {
         now: SystemTime,
         skew_secs: u64,
     ) -> Result<(), TokenError> {
-        let key = ring
-            .get(&self.key_id)
-            .filter(|key| key.fingerprint() == self.key_fingerprint)
-            .ok_or(TokenError::UnknownKey)?;
-        if !key.is_live(now) {
-            return Err(TokenError::ExpiredKey);
-        }
+        self.check_key(ring, now)?;
         // A clock before 1970 is treated as 1970: tokens look young, not old,
         // and `NotYetValid` still bounds them.
         let now_unix = now

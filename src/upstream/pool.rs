@@ -154,19 +154,31 @@ impl Http1Pool {
         }
     }
 
+    /// Send a WebSocket handshake on a connection of its own, which never
+    /// joins the pool: it becomes the tunnel's upstream side when the
+    /// answer switches protocols ([`hyper::upgrade::on`] the response),
+    /// and closes when the answer ends otherwise.
+    pub(crate) async fn send_upgrade(
+        &self,
+        request: Request<Upload>,
+    ) -> Result<Response<Incoming>, PoolError> {
+        let (mut parts, body) = request.into_parts();
+        parts.headers.insert(header::HOST, self.host.clone());
+        let stream = connect_tcp(&self.address, self.connect_timeout).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender
+            .send_request(Request::from_parts(parts, body))
+            .await?)
+    }
+
     async fn connect(&self) -> Result<SendRequest<Upload>, PoolError> {
-        let address = self.address.as_str();
-        let stream = match tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(address),
-        )
-        .await
-        {
-            Err(_elapsed) => return Err(PoolError::ConnectTimeout),
-            Ok(Err(error)) => return Err(PoolError::Connect(error)),
-            Ok(Ok(stream)) => stream,
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(&self.address, self.connect_timeout).await?;
         let (sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
@@ -217,6 +229,21 @@ impl Http1Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A TCP connection to `address` within `timeout`, without Nagle's delay.
+pub(crate) async fn connect_tcp(
+    address: &str,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, PoolError> {
+    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await
+    {
+        Err(_elapsed) => return Err(PoolError::ConnectTimeout),
+        Ok(Err(error)) => return Err(PoolError::Connect(error)),
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// An upstream response body that puts its connection back at its end.

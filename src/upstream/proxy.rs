@@ -69,7 +69,21 @@ enum Transport {
     Tls {
         clients: Box<[TlsClient]>,
         base: Uri,
+        upgrades: Box<TlsUpgrades>,
     },
+}
+
+/// What a WebSocket handshake needs to reach an `https://` upstream on a
+/// connection of its own: TLS with ALPN `http/1.1` only (a WebSocket over
+/// HTTP/2 would need RFC 8441's extended CONNECT).
+struct TlsUpgrades {
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls_pki_types::ServerName<'static>,
+    /// `host:port`, to connect to.
+    address: String,
+    /// The upstream's `Host`.
+    host: HeaderValue,
+    connect_timeout: Duration,
 }
 
 /// hyper-util's pooled client over rustls.
@@ -126,6 +140,7 @@ impl HttpUpstream {
             Transport::Tls {
                 clients: tls_clients(config, workers)?,
                 base,
+                upgrades: Box::new(tls_upgrades(authority, config)?),
             }
         } else {
             Transport::Plain(Arc::new(Http1Pool::new(
@@ -204,7 +219,7 @@ impl HttpUpstream {
                 let response = pool.send(request, worker).await.map_err(Failure::Pool)?;
                 Ok(response.map(body::boxed))
             }
-            Transport::Tls { clients, base } => {
+            Transport::Tls { clients, base, .. } => {
                 let mut uri = base.clone().into_parts();
                 uri.path_and_query = parts.uri.path_and_query().cloned();
                 parts.uri = Uri::from_parts(uri).map_err(|_| Failure::Target)?;
@@ -223,6 +238,95 @@ impl HttpUpstream {
             }
         }
     }
+}
+
+impl HttpUpstream {
+    /// Send an admitted WebSocket handshake (its body empty) on a
+    /// connection of its own, within `upstream.timeout`, and return the
+    /// answer; the caller opens the tunnel only on a true switch.
+    pub(crate) async fn send_upgrade(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Incoming>, Reason> {
+        let (mut parts, _empty) = request.into_parts();
+        parts.version = Version::HTTP_11;
+        let request = Request::from_parts(parts, Upload::empty());
+        let sent = async {
+            match &self.transport {
+                Transport::Plain(pool) => pool.send_upgrade(request).await.map_err(Failure::Pool),
+                Transport::Tls { upgrades, .. } => upgrades.send(request).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Err(_elapsed) => Err(Reason::UpstreamTimeout),
+            Ok(Err(failure)) => Err(failure.refusal()),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+impl std::fmt::Debug for TlsUpgrades {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsUpgrades")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsUpgrades {
+    async fn send(&self, request: Request<Upload>) -> Result<Response<Incoming>, Failure> {
+        let (mut parts, body) = request.into_parts();
+        parts.headers.insert(header::HOST, self.host.clone());
+        let tcp = crate::upstream::pool::connect_tcp(&self.address, self.connect_timeout)
+            .await
+            .map_err(Failure::Pool)?;
+        let tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| Failure::Pool(PoolError::Connect(e)))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| Failure::Pool(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| Failure::Pool(e.into()))
+    }
+}
+
+/// The TLS connector and names for WebSocket handshakes to an `https://`
+/// upstream.
+fn tls_upgrades(
+    authority: &http::uri::Authority,
+    config: &UpstreamConfig,
+) -> std::io::Result<TlsUpgrades> {
+    let mut tls = crate::server::tls::upstream_client_config(&config.ca_certs)
+        .map_err(std::io::Error::other)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let server_name =
+        rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+    Ok(TlsUpgrades {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        server_name,
+        address: format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(443)
+        ),
+        host: HeaderValue::from_str(authority.as_str()).map_err(std::io::Error::other)?,
+        connect_timeout: config.connect_timeout,
+    })
 }
 
 /// The refusal for a request body that could not be forwarded.
