@@ -189,6 +189,178 @@ async fn released_page_frames_the_portal_across_sites() {
     gate.stop().await;
 }
 
+/// A live page inside the frame: the demo's `/live/` page, served by a
+/// tiny portal host that also pushes updates on `/live/updates`, reaches
+/// its WebSocket through the gate with the frame's session, and shows the
+/// updates as they arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_page_gets_its_updates_over_a_websocket_inside_the_frame() {
+    if !browser_available() {
+        return;
+    }
+    let mut host = HostApp::bind().await;
+    let portal_host = live::LivePortal::start().await;
+    let config = gate_config(&host.origin()).replace(
+        "dir = \"../examples/portal\"",
+        &format!("url = \"{}\"", portal_host.url()),
+    );
+    let gate = GateProcess::start(&config).await;
+    host.serve(format!("http://{}", gate.addr));
+    let browser = Browser::launch(CHROMIUM, CHROMEDRIVER).await;
+    let token = support::mint_via_api(&gate, "ada@example.com").await;
+    browser.goto(&host.page("/live/", Some(&token))).await;
+    browser.enter_embed().await;
+    let update = browser
+        .wait_for(
+            "a live update in the frame",
+            "document.querySelectorAll('#updates li').length >= 2 && document.querySelector('#updates li').textContent",
+        )
+        .await;
+    assert!(update.starts_with("roadmap update "), "{update}");
+    let state = browser
+        .script("return document.getElementById('live-state').textContent")
+        .await;
+    assert!(
+        state.as_str().unwrap_or_default().starts_with("Connected"),
+        "{state}"
+    );
+    browser.leave_frames().await;
+    browser
+        .screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e/live.png"))
+        .await;
+    // The handshake carried the frame's session, never the token.
+    let handshakes = portal_host.handshakes();
+    assert_eq!(handshakes.len(), 1, "{handshakes:?}");
+    assert_eq!(handshakes[0], "ada@example.com");
+    browser.quit().await;
+    gate.stop().await;
+}
+
+/// A portal host with a live page: the demo portal's files, and a
+/// WebSocket at `/live/updates` that sends an update every 300 ms.
+mod live {
+    use super::*;
+    use futures_util::SinkExt;
+    use std::sync::Mutex;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+
+    pub(crate) struct LivePortal {
+        addr: SocketAddr,
+        /// The `X-Forwarded-Email` of every handshake.
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl LivePortal {
+        pub(crate) async fn start() -> LivePortal {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+            let record = Arc::clone(&seen);
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let record = Arc::clone(&record);
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move { Ok::<_, Infallible>(answer(request, &record)) }
+                    });
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await;
+                    });
+                }
+            });
+            LivePortal { addr, seen }
+        }
+
+        pub(crate) fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        pub(crate) fn handshakes(&self) -> Vec<String> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    fn answer(mut request: Request<Incoming>, seen: &Mutex<Vec<String>>) -> Response<Full<Bytes>> {
+        if request.uri().path() != "/live/updates" {
+            return file(request.uri().path());
+        }
+        let email = request
+            .headers()
+            .get("x-forwarded-email")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nobody")
+            .to_string();
+        seen.lock().unwrap().push(email);
+        let key = request
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| derive_accept_key(k.as_bytes()))
+            .unwrap_or_default();
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                None,
+            )
+            .await;
+            for n in 1..=20 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if ws
+                    .send(Message::text(format!("roadmap update {n}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert("connection", http::HeaderValue::from_static("Upgrade"));
+        headers.insert("upgrade", http::HeaderValue::from_static("websocket"));
+        headers.insert("sec-websocket-accept", key.parse().expect("accept"));
+        response
+    }
+
+    /// A file of the demo portal (`index.html` for a directory).
+    fn file(path: &str) -> Response<Full<Bytes>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/portal");
+        let relative = path.trim_start_matches('/');
+        let mut target = root.join(relative);
+        if path.ends_with('/') {
+            target = target.join("index.html");
+        }
+        let safe = !relative.split('/').any(|s| s == "..");
+        match std::fs::read(&target).ok().filter(|_| safe) {
+            Some(bytes) => {
+                let kind = match target.extension().and_then(|e| e.to_str()) {
+                    Some("css") => "text/css",
+                    Some("svg") => "image/svg+xml",
+                    _ => "text/html; charset=utf-8",
+                };
+                let mut response = Response::new(Full::new(Bytes::from(bytes)));
+                response
+                    .headers_mut()
+                    .insert("content-type", http::HeaderValue::from_static(kind));
+                response
+            }
+            None => {
+                let mut response = Response::new(Full::new(Bytes::from_static(b"not found")));
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
+            }
+        }
+    }
+}
+
 /// The status the host page recorded from `portal-gate:auth-required`,
 /// once it has; `when` names the case in a timeout's message.
 async fn auth_required(browser: &Browser, when: &str) -> String {
@@ -280,6 +452,10 @@ access = "verified"
 path = "/internal/**"
 access = "verified"
 allow_domains = ["example.com"]
+
+[[pages]]
+path = "/live/**"
+access = "verified"
 "#
     )
 }
