@@ -434,3 +434,75 @@ async fn certificates_reload_without_dropping_connections() {
     assert_eq!(send(&mut fresh, "/public/c").await, StatusCode::OK);
     assert_eq!(upstream.seen().len(), 3);
 }
+
+/// A WebSocket to an `https://` upstream: the handshake goes over TLS with
+/// ALPN `http/1.1` only (the upstream offers h2 too), and the tunnel
+/// carries the frames.
+#[tokio::test]
+async fn a_websocket_reaches_an_https_upstream_over_http1() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let alpn_seen: Arc<std::sync::Mutex<Vec<Option<Vec<u8>>>>> = Arc::default();
+    let record = Arc::clone(&alpn_seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                continue;
+            };
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            record.lock().unwrap().push(alpn);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    let data = message.is_text() || message.is_binary();
+                    if data && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let gate = GateProcess::start(&config_for(&url, "").replace(
+        "\ntimeout = \"1s\"",
+        &format!("\ntimeout = \"1s\"\nca_file = \"{ca}\""),
+    ))
+    .await;
+    let stream = tokio::net::TcpStream::connect(gate.addr)
+        .await
+        .expect("connect");
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/public/ws", gate.addr), stream)
+            .await
+            .expect("handshake through the gate");
+    ws.send(Message::text("over tls")).await.expect("send");
+    let echoed = ws.next().await.expect("open").expect("message");
+    assert_eq!(echoed, Message::text("over tls"));
+    assert_eq!(*alpn_seen.lock().unwrap(), [Some(b"http/1.1".to_vec())]);
+    gate.stop().await;
+}
