@@ -80,6 +80,7 @@ fn bench_admit(c: &mut Criterion) {
         avatar_url: None,
         groups: Vec::new(),
         attributes: Default::default(),
+        session_id: None,
         issued_at: NOW,
         expires_at: NOW + 3600,
     };

@@ -39,6 +39,7 @@ fn claims() -> Claims {
         avatar_url: Some("https://cdn.example.com/avatars/01HZX3Q4V9.png".to_owned()),
         groups: Vec::new(),
         attributes: Default::default(),
+        session_id: None,
         issued_at: 1_700_000_000,
         expires_at: 1_700_086_400,
     }

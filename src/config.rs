@@ -347,6 +347,10 @@ pub struct Config {
     pub(crate) api: Api,
     /// Attributes the upstream receives in headers.
     pub(crate) forward: ForwardedAttributes,
+    /// Credentials refused before their expiry.
+    pub(crate) revocations: crate::access::revocation::Revocations,
+    /// Each `[[revocations]]` entry's time, for `check`'s warnings.
+    pub(crate) revocation_times: Vec<u64>,
     /// The embed's paths and framing policy.
     pub(crate) embed: Embed,
     /// TLS for the gate's own listener; plain HTTP when absent.

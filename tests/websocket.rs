@@ -12,11 +12,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use portal_gate::{Clock, Gate, ManualClock};
+use portal_gate::Clock;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -86,58 +85,8 @@ access = "public"
 websocket = false
 "#;
 
-/// The gate on its own runtime task, with a handle on its state (for
-/// reloads) and a manual clock.
-struct Running {
-    addr: SocketAddr,
-    admin: SocketAddr,
-    gate: Arc<Gate>,
-    clock: Arc<ManualClock>,
-    stop: Option<oneshot::Sender<()>>,
-}
-
 async fn start(upstream: &str, extra: &str) -> Running {
-    let text = config_for(upstream, &format!("{extra}\n{RULES}"));
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gate.toml");
-    let config = portal_gate::Config::parse(&text, &path).expect("config");
-    let clock = Arc::new(ManualClock::new(
-        UNIX_EPOCH + Duration::from_secs(unix_now()),
-    ));
-    let gate = Arc::new(
-        Gate::new(config)
-            .expect("gate")
-            .with_clock(Arc::clone(&clock) as _),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(portal_gate::serve(listener, Arc::clone(&gate), async {
-        let _ = stopped.await;
-    }));
-    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let admin_addr = admin.local_addr().expect("addr");
-    tokio::spawn(portal_gate::ops::serve_admin(
-        admin,
-        Arc::clone(&gate),
-        std::future::pending(),
-    ));
-    Running {
-        addr,
-        admin: admin_addr,
-        gate,
-        clock,
-        stop: Some(stop),
-    }
-}
-
-impl Running {
-    /// What `/metrics` says now.
-    async fn metrics(&self) -> String {
-        get(&format!("http://{}/metrics", self.admin))
-            .send()
-            .await
-            .body
-    }
+    Running::start(&config_for(upstream, &format!("{extra}\n{RULES}"))).await
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<TcpStream>;
@@ -283,11 +232,7 @@ async fn a_tunnel_closes_when_a_reload_removes_its_secret() {
         .expect("handshake");
     let mut public = connect(gate.addr, "/open/chat", &[]).await.expect("public");
     echo(&mut ws, "before").await;
-    let rotated = config_for(&upstream.url(), RULES).replace(SECRET, OTHER_SECRET);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gate.toml");
-    gate.gate
-        .reload(portal_gate::Config::parse(&rotated, &path).expect("config"))
-        .expect("reload");
+    gate.reload(&config_for(&upstream.url(), RULES).replace(SECRET, OTHER_SECRET));
     assert!(closes_within(&mut ws, Duration::from_secs(3)).await);
     // A tunnel opened without a credential has none to lose.
     echo(&mut public, "still here").await;
@@ -318,7 +263,8 @@ async fn max_tunnels_and_the_idle_timeout_hold() {
         .await
         .expect("a place again");
     echo(&mut again, "hi").await;
-    again.close(None).await.expect("close");
+    // The client goes away (no close handshake, so the upstream cannot
+    // close first): the gate reads the client's end first.
     drop(again);
     let mut metrics = String::new();
     for _ in 0..50 {
@@ -508,7 +454,6 @@ async fn the_access_log_records_a_tunnel_at_open_and_at_close() {
         opened.contains("decision=\"tunnel\"") || opened.contains("decision=tunnel"),
         "{opened}"
     );
-    ws.close(None).await.expect("close");
     drop(ws);
     let closed = gate.wait_for_log("tunnel-closed");
     assert!(
@@ -518,4 +463,29 @@ async fn the_access_log_records_a_tunnel_at_open_and_at_close() {
     assert!(closed.contains("bytes_to_upstream="), "{closed}");
     assert!(closed.contains("duration_ms="), "{closed}");
     assert!(!gate.log_text().contains(&token), "a token in the log");
+}
+
+#[tokio::test]
+async fn a_tunnel_closes_when_its_user_is_revoked() {
+    let upstream = EchoUpstream::start().await;
+    let gate = start(&upstream.url(), "").await;
+    let now = gate.clock.unix_now();
+    let eve = format!("Bearer {}", token_for("eve@example.org"));
+    let ada = format!("Bearer {}", token_for("ada@example.org"));
+    let mut eve_ws = connect(gate.addr, "/live/feed", &[("authorization", &eve)])
+        .await
+        .expect("eve");
+    let mut ada_ws = connect(gate.addr, "/live/feed", &[("authorization", &ada)])
+        .await
+        .expect("ada");
+    let before = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(now + 1));
+    let revoked = format!("[[revocations]]\nemail = \"eve@example.org\"\nbefore = \"{before}\"\n");
+    gate.reload(&config_for(&upstream.url(), &format!("{RULES}\n{revoked}")));
+    assert!(closes_within(&mut eve_ws, Duration::from_secs(3)).await);
+    echo(&mut ada_ws, "still here").await;
+    let metrics = gate.metrics().await;
+    assert!(
+        metrics.contains("portal_gate_tunnels_closed_total{reason=\"revocation\"} 1"),
+        "{metrics}"
+    );
 }

@@ -196,6 +196,7 @@ mod tests {
                 avatar_url: None,
                 groups: Vec::new(),
                 attributes: Default::default(),
+                session_id: None,
                 issued_at: 0,
                 expires_at: n,
             },

@@ -65,9 +65,10 @@ pub(crate) fn verify(
     Ok(opened)
 }
 
-/// The checks that a cache hit repeats: the key still configured and
-/// live, the time window, and the account.
-fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
+/// The checks that a cache hit repeats, and that an open tunnel repeats
+/// while it lives: the key still configured and live, the time window, the
+/// account, and the revocations.
+pub(crate) fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now);
     opened
         .check(
@@ -78,6 +79,9 @@ fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
         .map_err(Reason::InvalidToken)?;
     if opened.claims.account_id != config.verification.account_id {
         return Err(Reason::WrongAccount);
+    }
+    if !config.revocations.is_empty() && config.revocations.refuses(&opened.claims) {
+        return Err(Reason::Revoked);
     }
     Ok(())
 }
@@ -157,6 +161,7 @@ mod tests {
             avatar_url: None,
             groups: Vec::new(),
             attributes: Default::default(),
+            session_id: None,
             issued_at: iat,
             expires_at: exp,
         };

@@ -42,6 +42,9 @@ pub(crate) enum Reason {
     InvalidToken(crate::token::format::TokenError),
     /// The token was minted for another account.
     WrongAccount,
+    /// The credential was issued before a revocation of its user, or
+    /// before `sessions_not_before`.
+    Revoked,
     /// Several different tokens arrived with one request.
     ConflictingTokens,
     /// The token is valid, but the page rule does not admit this user:
@@ -68,9 +71,10 @@ impl Reason {
             Reason::BadPath(_) | Reason::BadRequest(_) | Reason::ConflictingTokens => {
                 StatusCode::BAD_REQUEST
             }
-            Reason::MissingToken | Reason::InvalidToken(_) | Reason::WrongAccount => {
-                StatusCode::UNAUTHORIZED
-            }
+            Reason::MissingToken
+            | Reason::InvalidToken(_)
+            | Reason::WrongAccount
+            | Reason::Revoked => StatusCode::UNAUTHORIZED,
             Reason::NotAdmitted { .. } | Reason::WebSocketRefused => StatusCode::FORBIDDEN,
             Reason::TooManyTunnels => StatusCode::SERVICE_UNAVAILABLE,
             Reason::UpstreamHandshake => StatusCode::BAD_GATEWAY,
@@ -105,6 +109,7 @@ impl Reason {
             }
             Reason::InvalidToken(_) => "the token is not valid",
             Reason::WrongAccount => "the token is not valid for this portal",
+            Reason::Revoked => "this sign-in has been revoked; sign in again",
             Reason::ConflictingTokens => "the request carries several different tokens",
             Reason::NotAdmitted {
                 refusal,

@@ -148,6 +148,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let public_hosts = compile_public_hosts(&at, &raw.public_hosts)?;
     let forward = compile_forward(&at, &raw.forward.attributes)?;
+    let (revocations, revocation_times) = compile_revocations(&at, &raw)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -163,6 +164,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         limits,
         api,
         forward,
+        revocations,
+        revocation_times,
         embed,
         tls,
         admin,
@@ -390,6 +393,64 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
         allowed_origins: origins,
         frame_ancestors,
     })
+}
+
+/// An RFC 3339 time as Unix seconds, or an error at `key`.
+fn unix_time(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<u64, ConfigError> {
+    let time = humantime::parse_rfc3339_weak(value.get_ref())
+        .map_err(|e| at.error(value.span(), key, format!("not an RFC 3339 time: {e}")))?;
+    Ok(time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs()))
+}
+
+/// `[[revocations]]` (each names exactly one of `email` and `user_id`, and
+/// a `before` time) and `[verification] sessions_not_before`.
+fn compile_revocations(
+    at: &Locator<'_>,
+    raw: &RawConfig,
+) -> Result<(crate::access::revocation::Revocations, Vec<u64>), ConfigError> {
+    use crate::access::revocation::{Revocations, Subject};
+    let mut entries = Vec::with_capacity(raw.revocations.len());
+    for (index, entry) in raw.revocations.iter().enumerate() {
+        let key = |name: &str| format!("revocations[{index}].{name}");
+        let r = entry.get_ref();
+        let subject = match (&r.email, &r.user_id) {
+            (Some(email), None)
+                if crate::token::claims::is_plausible_email(
+                    &email.get_ref().to_ascii_lowercase(),
+                ) =>
+            {
+                Subject::Email(email.get_ref().clone())
+            }
+            (Some(email), None) => {
+                return Err(at.error(email.span(), &key("email"), "is not a valid email address"))
+            }
+            (None, Some(id)) if crate::token::claims::is_valid_user_id(id.get_ref()) => {
+                Subject::UserId(id.get_ref().clone())
+            }
+            (None, Some(id)) => {
+                return Err(at.error(
+                    id.span(),
+                    &key("user_id"),
+                    "must match ^[a-zA-Z0-9:_-]{1,255}$",
+                ))
+            }
+            _ => {
+                let why = "name exactly one of `email` and `user_id`";
+                return Err(at.error(entry.span(), &format!("revocations[{index}]"), why));
+            }
+        };
+        entries.push((subject, unix_time(at, &r.before, &key("before"))?));
+    }
+    let verification = raw.verification.get_ref();
+    let not_before = verification
+        .sessions_not_before
+        .as_ref()
+        .map(|v| unix_time(at, v, "verification.sessions_not_before"))
+        .transpose()?;
+    let times = entries.iter().map(|(_, before)| *before).collect();
+    Ok((Revocations::new(&entries, not_before), times))
 }
 
 /// `[forward] attributes`: keys an attribute may have, each once, and the

@@ -36,6 +36,16 @@ pub(super) struct RawConfig {
     pub(super) secrets: Vec<Spanned<RawSecret>>,
     #[serde(default)]
     pub(super) pages: Vec<Spanned<RawPage>>,
+    #[serde(default)]
+    pub(super) revocations: Vec<Spanned<RawRevocation>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRevocation {
+    pub(super) email: Option<Spanned<String>>,
+    pub(super) user_id: Option<Spanned<String>>,
+    pub(super) before: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +126,7 @@ pub(super) struct RawVerification {
     pub(super) session_ttl: Option<Spanned<String>>,
     pub(super) clock_skew: Option<Spanned<String>>,
     pub(super) cache_capacity: Option<Spanned<usize>>,
+    pub(super) sessions_not_before: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

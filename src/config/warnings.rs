@@ -8,8 +8,8 @@ use super::Config;
 impl Config {
     /// What `portal-gate check` warns about: secrets that expire within 7
     /// days (or have), secrets shorter than 32 bytes, inline secrets in a
-    /// file others may read, rules that can never match, and `require`
-    /// keys no token can meet.
+    /// file others may read, rules that can never match, `require` keys no
+    /// token can meet, and revocations nothing they refuse outlives.
     pub fn warnings(&self, now: std::time::SystemTime) -> Vec<String> {
         let mut out = Vec::new();
         let week = Duration::from_secs(7 * 24 * 3600);
@@ -42,6 +42,23 @@ impl Config {
                 "{} holds an inline secret and others may read it: chmod o-r it, or use `file =` or `env =`",
                 self.source.display()
             ));
+        }
+        let longest = self
+            .verification
+            .token_ttl
+            .max(self.verification.session_ttl)
+            .saturating_add(self.verification.clock_skew);
+        let now_unix = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        for (index, before) in self.revocation_times.iter().enumerate() {
+            if before.saturating_add(longest.as_secs()) < now_unix {
+                out.push(format!(
+                    "revocations[{index}] is older than the longest credential lifetime \
+                     ({}): every credential it refuses has expired; it can be deleted",
+                    humantime::format_duration(longest)
+                ));
+            }
         }
         for rule in self.rules.in_precedence_order() {
             if let Some(why) = never_matches(rule.pattern(), self) {

@@ -252,7 +252,10 @@ where
 
 /// A refusal, in the form the request's reader expects.
 fn refuse<B>(trace: &mut Trace, reason: Reason) -> Admission<B> {
-    trace.decision = "reject";
+    trace.decision = match reason {
+        Reason::Revoked => "revoked",
+        _ => "reject",
+    };
     Admission::Respond(reason.into_response(trace.audience))
 }
 
@@ -872,6 +875,7 @@ mod tests {
                 avatar_url: None,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 attributes: plan.map(|p| ("plan".to_owned(), crate::token::AttrValue::One(p.into()))).into_iter().collect(),
+                session_id: None,
                 issued_at: iat,
                 expires_at: iat + ttl,
             };

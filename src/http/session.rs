@@ -40,13 +40,27 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         })
 }
 
-/// The claims of a new session for the user a token vouched for.
+/// The claims of a new session for the user a token vouched for, with a
+/// fresh random session id (which a revocation can name).
+///
+/// # Panics
+/// If the operating system's random number generator fails.
 pub(crate) fn session_claims(opened: &Opened, now: u64, ttl_secs: u64) -> Claims {
     Claims {
+        session_id: Some(new_session_id()),
         issued_at: now,
         expires_at: now.saturating_add(ttl_secs),
         ..opened.claims.clone()
     }
+}
+
+/// 16 random bytes from the OS, base64url: 22 characters.
+fn new_session_id() -> String {
+    use base64::Engine;
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The most bytes of name and value browsers keep for one cookie (RFC

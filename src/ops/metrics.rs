@@ -240,7 +240,7 @@ impl Metrics {
     }
 
     /// A tunnel closed (`client`, `upstream`, `idle`, `expiry`, `secret`,
-    /// `shutdown`).
+    /// `account`, `revocation`, `shutdown`).
     pub(crate) fn tunnel_closed(&self, reason: &'static str) {
         self.tunnels_open.dec();
         self.tunnels_closed

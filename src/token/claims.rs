@@ -61,6 +61,10 @@ pub struct Claims {
         deserialize_with = "null_as_empty"
     )]
     pub attributes: Attributes,
+    /// The session's random id: set on sessions, which a revocation can
+    /// name; tokens live minutes and need none.
+    #[serde(rename = "sid", default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// Issued-at, Unix seconds.
     #[serde(rename = "iat")]
     pub issued_at: u64,
@@ -96,6 +100,7 @@ impl Claims {
             avatar_url: None,
             groups: Vec::new(),
             attributes: Attributes::default(),
+            session_id: None,
             issued_at: now,
             expires_at: now.saturating_add(ttl),
         })
@@ -117,6 +122,13 @@ impl Claims {
             .is_some_and(|id| !is_valid_user_id(id))
         {
             return Err(ClaimError::UserId);
+        }
+        if self
+            .session_id
+            .as_deref()
+            .is_some_and(|id| !is_valid_session_id(id))
+        {
+            return Err(ClaimError::SessionId);
         }
         check_groups(&self.groups)?;
         check_attributes(&self.attributes)
@@ -264,6 +276,9 @@ pub enum ClaimError {
     /// The user id does not match `^[a-zA-Z0-9:_-]{1,255}$`.
     #[error("must match ^[a-zA-Z0-9:_-]{{1,255}}$")]
     UserId,
+    /// The session id does not match `^[A-Za-z0-9_-]{16,64}$`.
+    #[error("must match ^[A-Za-z0-9_-]{{16,64}}$")]
+    SessionId,
     /// More than [`MAX_GROUPS`] groups.
     #[error("must hold at most {MAX_GROUPS} groups")]
     TooManyGroups,
@@ -292,6 +307,7 @@ impl ClaimError {
             ClaimError::AccountId => "account_id".to_owned(),
             ClaimError::Email => "user_email".to_owned(),
             ClaimError::UserId => "user_id".to_owned(),
+            ClaimError::SessionId => "session_id".to_owned(),
             ClaimError::TooManyGroups => "groups".to_owned(),
             ClaimError::Group(index) => format!("groups[{index}]"),
             ClaimError::TooManyAttributes => "attributes".to_owned(),
@@ -368,6 +384,15 @@ pub(crate) fn is_plausible_email(email: &str) -> bool {
         && email
             .bytes()
             .all(|b| b.is_ascii_graphic() && !b",;<>\"()[]\\".contains(&b))
+}
+
+/// Whether `id` matches `^[A-Za-z0-9_-]{16,64}$`: a session id, as the
+/// gate makes them (22 base64url characters of 16 random bytes).
+pub(crate) fn is_valid_session_id(id: &str) -> bool {
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// Whether `id` matches `^[a-zA-Z0-9:_-]{1,255}$`.

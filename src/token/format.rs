@@ -316,6 +316,7 @@ mod tests {
             attributes: [("plan".to_owned(), AttrValue::One("pro".to_owned()))]
                 .into_iter()
                 .collect(),
+            session_id: Some("s3ss10n-1d-0f-22-chars".to_owned()),
             issued_at: 1_700_000_000,
             expires_at: 1_700_003_600,
         }
@@ -376,6 +377,7 @@ mod tests {
             avatar_url: None,
             groups: Vec::new(),
             attributes: Default::default(),
+            session_id: None,
             ..claims()
         };
         let token = mint_with_nonce(ring.primary(), &minimal, &[7; 24]);
@@ -682,6 +684,7 @@ mod tests {
                 avatar_url: avatar,
                 groups,
                 attributes: attributes.into_iter().collect(),
+                session_id: None,
                 issued_at,
                 expires_at,
             };

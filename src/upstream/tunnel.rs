@@ -5,9 +5,9 @@
 //! A tunnel is bounded: `limits.max_tunnels` open at once (503 beyond),
 //! and it closes when no byte moved either way for
 //! `limits.tunnel_idle_timeout`, when the credential it was opened under
-//! expires (its `exp` plus `clock_skew`), when a reload removes, changes or
-//! retires that credential's secret, and `limits.shutdown_grace` after the
-//! gate is told to stop. Closing drops both TCP connections; the gate
+//! expires (its `exp` plus `clock_skew`), is revoked, or loses its secret
+//! to a reload (removed, changed or retired), and `limits.shutdown_grace`
+//! after the gate is told to stop. Closing drops both TCP connections; the gate
 //! sends no WebSocket close frame (it never parses the frames it copies).
 //! The per-request timeouts do not apply once the tunnel is open.
 
@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -24,11 +24,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::access::decision;
 use crate::access::reason::Reason;
 use crate::http::phases::{ProxyConn, Tunnelled};
 use crate::http::websocket;
 use crate::ops::state::{Active, Gate};
 use crate::token::Opened;
+use crate::token::TokenError;
 use crate::upstream::body::{self, Body};
 use crate::upstream::proxy::Upstream;
 
@@ -151,7 +153,6 @@ fn switching(answer: &Response<Incoming>) -> Response<Body> {
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     idle: Duration,
-    skew: u64,
     grace: Duration,
 }
 
@@ -160,7 +161,6 @@ impl Limits {
         let config = &active.config;
         Limits {
             idle: config.limits.tunnel_idle_timeout,
-            skew: config.verification.clock_skew.as_secs(),
             grace: config.limits.shutdown_grace,
         }
     }
@@ -246,17 +246,16 @@ impl Tunnel {
         if now.saturating_duration_since(activity.last()) >= self.limits.idle {
             return Some("idle");
         }
+        // The checks a decrypt-cache hit repeats, on the config in force:
+        // expiry, the secret still configured and live (a reload may have
+        // taken it away), the account, the revocations.
         let user = self.user.as_deref()?;
-        let unix_now = self.gate.clock().unix_now();
-        if unix_now > user.claims.expires_at.saturating_add(self.limits.skew) {
-            return Some("expiry");
-        }
-        // The secret that sealed the credential must still be configured,
-        // with the same value, and live: a reload may have taken it away.
         let config = self.gate.config();
-        let at = UNIX_EPOCH + Duration::from_secs(unix_now);
-        match user.check_key(&config.secrets, at) {
+        match decision::validate(&config, user, self.gate.clock().unix_now()) {
             Ok(()) => None,
+            Err(Reason::InvalidToken(TokenError::Expired)) => Some("expiry"),
+            Err(Reason::Revoked) => Some("revocation"),
+            Err(Reason::WrongAccount) => Some("account"),
             Err(_) => Some("secret"),
         }
     }

@@ -108,6 +108,7 @@ fn token_with_identity(email: &str, user_id: Option<&str>) -> String {
         avatar_url: None,
         groups: Vec::new(),
         attributes: Default::default(),
+        session_id: None,
         issued_at: now,
         expires_at: now + 300,
     };

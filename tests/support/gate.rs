@@ -155,3 +155,65 @@ pub fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     std::fs::rename(&tmp, &path).expect("rename config");
     path
 }
+
+/// The gate in-process with a handle on its state (to reload it), a
+/// manual clock (to move time instead of sleeping) and its admin listener.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub gate: Arc<portal_gate::Gate>,
+    pub clock: Arc<ManualClock>,
+    pub stop: Option<oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// Serve `config_text` (as if read from `tests/gate.toml`), its clock
+    /// starting at the system's now.
+    pub async fn start(config_text: &str) -> Running {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gate.toml");
+        let config = portal_gate::Config::parse(config_text, &path).expect("config");
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(unix_now());
+        let clock = Arc::new(ManualClock::new(now));
+        let gate = portal_gate::Gate::new(config)
+            .expect("gate")
+            .with_clock(Arc::clone(&clock) as _);
+        let gate = Arc::new(gate);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(portal_gate::serve(listener, Arc::clone(&gate), async {
+            let _ = stopped.await;
+        }));
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let admin_addr = admin.local_addr().expect("addr");
+        let serving =
+            portal_gate::ops::serve_admin(admin, Arc::clone(&gate), std::future::pending());
+        tokio::spawn(serving);
+        Running {
+            addr,
+            admin: admin_addr,
+            gate,
+            clock,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Reload the gate with `config_text`; panics if the reload is refused.
+    pub fn reload(&self, config_text: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gate.toml");
+        let config = portal_gate::Config::parse(config_text, &path).expect("config");
+        self.gate.reload(config).expect("reload");
+    }
+
+    /// What `/metrics` says now.
+    pub async fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .body
+    }
+}

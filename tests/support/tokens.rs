@@ -48,6 +48,7 @@ pub fn token_with(
         avatar_url: None,
         groups: Vec::new(),
         attributes: Default::default(),
+        session_id: None,
         issued_at,
         expires_at,
     };
@@ -121,4 +122,19 @@ pub fn session_cookie(reply: &Reply) -> String {
         "{set}"
     );
     pair.to_string()
+}
+
+/// A token for `email` with the user id `user_id`, issued at `now` for
+/// five minutes, sealed with `secret` under `k1`.
+pub fn token_with_user(secret: &str, email: &str, user_id: &str, now: u64) -> String {
+    let ring = SecretRing::new(vec![SecretSpec {
+        id: "k1".to_string(),
+        value: secret.as_bytes().to_vec(),
+        primary: true,
+        not_after: None,
+    }])
+    .expect("ring");
+    let claims =
+        Claims::for_user(ACCOUNT.into(), email, Some(user_id.into()), now, 300).expect("claims");
+    token::mint(ring.primary(), &claims)
 }

@@ -21,6 +21,7 @@ fn user(email: &str) -> crate::token::Claims {
         avatar_url: None,
         groups: Vec::new(),
         attributes: Default::default(),
+        session_id: None,
         issued_at: 0,
         expires_at: 1,
     }
