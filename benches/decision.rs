@@ -155,5 +155,32 @@ fn bench_admit(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_admit);
+/// The revocation check every verified request makes, against 10,000
+/// revoked users (email and user id): hash lookups in memory, no round
+/// trip to any store.
+fn bench_revoked(c: &mut Criterion) {
+    let mut text = config(10_000);
+    for i in 0..5_000 {
+        text.push_str(&format!(
+            "[[revocations]]\nemail = \"user{i}@example.com\"\nbefore = \"2027-01-15T00:00:00Z\"\n\
+             [[revocations]]\nuser_id = \"u-{i}\"\nbefore = \"2027-01-15T00:00:00Z\"\n"
+        ));
+    }
+    let config = portal_gate::Config::parse(&text, Path::new("bench.toml")).expect("config");
+    let gate = Gate::new(config).expect("gate");
+    let mut user =
+        Claims::for_user("acct_bench".into(), "ada@example.com", None, NOW, 60).expect("claims");
+    user.user_id = Some("u-ada".into());
+    let mut revoked = user.clone();
+    revoked.email = "user4321@example.com".into();
+    assert!(!gate.is_revoked(&user) && gate.is_revoked(&revoked));
+    c.bench_function("revoked/10000-not-revoked", |b| {
+        b.iter(|| gate.is_revoked(std::hint::black_box(&user)))
+    });
+    c.bench_function("revoked/10000-revoked", |b| {
+        b.iter(|| gate.is_revoked(std::hint::black_box(&revoked)))
+    });
+}
+
+criterion_group!(benches, bench_admit, bench_revoked);
 criterion_main!(benches);

@@ -113,12 +113,17 @@ allow_groups = ["editors"]
 /// against Released's impersonation endpoint).
 pub(crate) const TOKEN_API_PATHS: [&str; 2] = ["/auth/api/token", "/auth/api/impersonation/token"];
 
+/// The revoke API's path.
+pub(crate) const REVOKE_API_PATH: &str = "/auth/api/revoke";
+
 /// One of the gate's own endpoints: answered by the gate itself, never
 /// forwarded, whatever the rules say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     /// The token API ([`TOKEN_API_PATHS`]).
     TokenApi,
+    /// The revoke API ([`REVOKE_API_PATH`]).
+    RevokeApi,
     /// The `released-page` element's script (`embed.script_path`).
     EmbedScript,
     /// Where a browser ends its session (`embed.logout_path`).
@@ -132,6 +137,7 @@ impl Endpoint {
     pub(crate) fn describe(self) -> &'static str {
         match self {
             Endpoint::TokenApi => "the token API",
+            Endpoint::RevokeApi => "the revoke API",
             Endpoint::EmbedScript => "the released-page script",
             Endpoint::Logout => "the logout endpoint",
             Endpoint::Me => "the user-info endpoint",
@@ -226,6 +232,39 @@ pub(crate) struct Embed {
 /// `X-Forwarded-Attr-<Key>` (`[forward] attributes`): the key, and its
 /// header's name (`support_tier` → `x-forwarded-attr-support-tier`).
 pub(crate) type ForwardedAttributes = Vec<(String, http::HeaderName)>;
+
+/// What the gate does with verified pages while its revocation store is
+/// out of reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FailMode {
+    /// Keep serving on the last set it had (the default).
+    #[default]
+    Open,
+    /// Refuse verified pages (503) once the set is older than
+    /// `max_staleness`; public pages are always served.
+    Closed,
+}
+
+/// `[revocation]`: the shared store revocations live in.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreConfig {
+    /// Where it is, with the password from `password_env`/`password_file`.
+    pub info: redis::ConnectionInfo,
+    /// `host:port/db` for logs and messages: never the password.
+    pub shown: String,
+    /// What verified pages do while it is out of reach.
+    pub fail_mode: FailMode,
+    /// How old the set may get before `fail_mode = "closed"` refuses.
+    pub max_staleness: Duration,
+}
+
+impl StoreConfig {
+    /// Whether verified pages wait while the set is stale.
+    pub(crate) fn fails_closed(&self) -> bool {
+        self.fail_mode == FailMode::Closed
+    }
+}
 
 /// The token API's settings.
 #[derive(Debug, Clone, Default)]
@@ -351,6 +390,8 @@ pub struct Config {
     pub(crate) revocations: crate::access::revocation::Revocations,
     /// Each `[[revocations]]` entry's time, for `check`'s warnings.
     pub(crate) revocation_times: Vec<u64>,
+    /// The shared revocation store, if any.
+    pub(crate) store: Option<StoreConfig>,
     /// The embed's paths and framing policy.
     pub(crate) embed: Embed,
     /// TLS for the gate's own listener; plain HTTP when absent.
@@ -457,6 +498,7 @@ impl Config {
             .iter()
             .map(|path| (*path, Endpoint::TokenApi))
             .chain([
+                (REVOKE_API_PATH, Endpoint::RevokeApi),
                 (self.embed.script_path.as_str(), Endpoint::EmbedScript),
                 (self.embed.logout_path.as_str(), Endpoint::Logout),
                 (self.embed.me_path.as_str(), Endpoint::Me),

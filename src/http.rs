@@ -12,5 +12,6 @@ pub(crate) mod limiter;
 pub(crate) mod me;
 pub(crate) mod phases;
 pub(crate) mod respond;
+pub(crate) mod revoke;
 pub(crate) mod session;
 pub(crate) mod websocket;

@@ -8,6 +8,7 @@ pub(crate) mod explain;
 pub(crate) mod metrics;
 pub(crate) mod reload;
 pub(crate) mod state;
+pub(crate) mod store;
 
 pub use admin::{probe_upstream, serve as serve_admin};
 pub use reload::{on_sighup, watch_files, WATCH_INTERVAL};

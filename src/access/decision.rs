@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::access::cache::TokenCache;
 use crate::access::credential::Credential;
 use crate::access::reason::Reason;
+use crate::access::revocation::LiveSet;
 use crate::access::rules::{Access, PageRule};
 use crate::config::Config;
 use crate::token::{self, Opened, TokenError};
@@ -27,15 +28,27 @@ pub(crate) enum Decision {
     NotAdmitted(Arc<Opened>, Reason),
 }
 
+/// What a credential is checked against besides the config: the decrypt
+/// cache, and the revocations a shared store announced. Both outlive
+/// reloads (the gate's state holds them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checks<'a> {
+    /// Opened credentials, so each is decrypted once.
+    pub cache: &'a TokenCache,
+    /// The store's revocations.
+    pub live: &'a LiveSet,
+}
+
 /// Open a credential through the cache and check everything that can
-/// change after it was sealed: expiry (with clock skew), the account, and
-/// the key still being configured and live.
+/// change after it was sealed: expiry (with clock skew), the account, the
+/// key still being configured and live, and the revocations.
 pub(crate) fn verify(
     config: &Config,
-    cache: &TokenCache,
+    checks: Checks<'_>,
     credential: &Credential<'_>,
     now: u64,
 ) -> Result<Arc<Opened>, Reason> {
+    let cache = checks.cache;
     let sealed = credential.as_str();
     if sealed.len() > config.limits.max_token_len {
         return Err(Reason::InvalidToken(TokenError::TooLong));
@@ -47,7 +60,7 @@ pub(crate) fn verify(
         .get(sealed)
         .filter(|opened| opened.purpose == credential.purpose());
     if let Some(opened) = hit {
-        return match validate(config, &opened, now) {
+        return match validate(config, checks.live, &opened, now) {
             Ok(()) => Ok(opened),
             Err(reason) => {
                 cache.remove(sealed);
@@ -60,7 +73,7 @@ pub(crate) fn verify(
         Credential::Session(session) => token::open_session(&config.secrets, session),
     };
     let opened = Arc::new(opened.map_err(Reason::InvalidToken)?);
-    validate(config, &opened, now)?;
+    validate(config, checks.live, &opened, now)?;
     cache.insert(sealed, Arc::clone(&opened));
     Ok(opened)
 }
@@ -68,12 +81,17 @@ pub(crate) fn verify(
 /// The checks that a cache hit repeats, and that an open tunnel repeats
 /// while it lives: the key still configured and live, the time window, the
 /// account, and the revocations.
-pub(crate) fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(), Reason> {
-    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now);
+pub(crate) fn validate(
+    config: &Config,
+    live: &LiveSet,
+    opened: &Opened,
+    now: u64,
+) -> Result<(), Reason> {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now);
     opened
         .check(
             &config.secrets,
-            now,
+            at,
             config.verification.clock_skew.as_secs(),
         )
         .map_err(Reason::InvalidToken)?;
@@ -82,6 +100,14 @@ pub(crate) fn validate(config: &Config, opened: &Opened, now: u64) -> Result<(),
     }
     if !config.revocations.is_empty() && config.revocations.refuses(&opened.claims) {
         return Err(Reason::Revoked);
+    }
+    if let Some(store) = &config.store {
+        if live.refuses(&opened.claims) {
+            return Err(Reason::Revoked);
+        }
+        if live.too_stale(store.fails_closed(), store.max_staleness.as_secs(), now) {
+            return Err(Reason::RevocationsUnknown);
+        }
     }
     Ok(())
 }
@@ -109,7 +135,7 @@ pub(crate) fn access_for<'c>(
 /// its user.
 pub(crate) fn decide(
     config: &Config,
-    cache: &TokenCache,
+    checks: Checks<'_>,
     (rule, access): (Option<&PageRule>, Access),
     credential: Option<&Credential<'_>>,
     now: u64,
@@ -120,7 +146,7 @@ pub(crate) fn decide(
     let Some(credential) = credential else {
         return Decision::Reject(Reason::MissingToken);
     };
-    let opened = match verify(config, cache, credential, now) {
+    let opened = match verify(config, checks, credential, now) {
         Ok(opened) => opened,
         Err(reason) => return Decision::Reject(reason),
     };
@@ -143,6 +169,15 @@ mod tests {
     use std::path::Path;
 
     const NOW: u64 = 1_800_000_000;
+
+    /// The checks of a gate whose store announced nothing.
+    fn checks(cache: &TokenCache) -> Checks<'_> {
+        static NOTHING: std::sync::LazyLock<LiveSet> = std::sync::LazyLock::new(LiveSet::default);
+        Checks {
+            cache,
+            live: &NOTHING,
+        }
+    }
 
     fn config() -> Config {
         Config::parse(&config_text(), Path::new("test.toml")).expect("valid")
@@ -178,7 +213,7 @@ mod tests {
     ) -> Decision {
         decide(
             config,
-            cache,
+            checks(cache),
             access_for(config, path, &http::Method::GET).expect("GET is standard"),
             credential,
             now,
@@ -247,11 +282,11 @@ mod tests {
         let cache = TokenCache::new(100);
         let t = token(&c, "live", "acct", "a@example.com", NOW, NOW + 300);
         let t = Credential::Token(t.into());
-        assert!(verify(&c, &cache, &t, NOW).is_ok());
+        assert!(verify(&c, checks(&cache), &t, NOW).is_ok());
         assert_eq!(cache.len(), 1);
         // Past expiry plus skew, the cached entry is refused and dropped.
         assert_eq!(
-            verify(&c, &cache, &t, NOW + 300 + 61).err(),
+            verify(&c, checks(&cache), &t, NOW + 300 + 61).err(),
             Some(Reason::InvalidToken(TokenError::Expired))
         );
         assert!(cache.is_empty());
@@ -266,23 +301,23 @@ mod tests {
         let claims = crate::http::session::session_claims(&opened, NOW, 3600);
         let session = token::mint_session(c.secrets.primary(), &claims);
         let t = Credential::Token(t.into());
-        assert!(verify(&c, &cache, &Credential::Session(&session), NOW).is_ok());
-        assert!(verify(&c, &cache, &t, NOW).is_ok());
+        assert!(verify(&c, checks(&cache), &Credential::Session(&session), NOW).is_ok());
+        assert!(verify(&c, checks(&cache), &t, NOW).is_ok());
         assert_eq!(cache.len(), 2);
         // Each string, cached, offered as the other kind: refused.
         let session_as_token = Credential::Token(session.as_str().into());
         assert_eq!(
-            verify(&c, &cache, &session_as_token, NOW).err(),
+            verify(&c, checks(&cache), &session_as_token, NOW).err(),
             Some(Reason::InvalidToken(TokenError::Malformed))
         );
         let token_as_session = Credential::Session(t.as_str());
         assert_eq!(
-            verify(&c, &cache, &token_as_session, NOW).err(),
+            verify(&c, checks(&cache), &token_as_session, NOW).err(),
             Some(Reason::InvalidToken(TokenError::Malformed))
         );
         // And each still counts as itself.
-        assert!(verify(&c, &cache, &Credential::Session(&session), NOW).is_ok());
-        assert!(verify(&c, &cache, &t, NOW).is_ok());
+        assert!(verify(&c, checks(&cache), &Credential::Session(&session), NOW).is_ok());
+        assert!(verify(&c, checks(&cache), &t, NOW).is_ok());
     }
 
     #[test]
@@ -299,10 +334,10 @@ mod tests {
             Path::new("test.toml"),
         )
         .expect("valid");
-        assert!(verify(&old, &cache, &t, NOW).is_ok());
+        assert!(verify(&old, checks(&cache), &t, NOW).is_ok());
         assert_eq!(cache.len(), 1);
         assert_eq!(
-            verify(&new, &cache, &t, NOW).err(),
+            verify(&new, checks(&cache), &t, NOW).err(),
             Some(Reason::InvalidToken(TokenError::UnknownKey))
         );
     }
@@ -320,9 +355,9 @@ mod tests {
         };
         let cache = TokenCache::new(0);
         let credential = Credential::Token(t.as_str().into());
-        assert!(verify(&limited(t.len()), &cache, &credential, NOW).is_ok());
+        assert!(verify(&limited(t.len()), checks(&cache), &credential, NOW).is_ok());
         assert_eq!(
-            verify(&limited(t.len() - 1), &cache, &credential, NOW).err(),
+            verify(&limited(t.len() - 1), checks(&cache), &credential, NOW).err(),
             Some(Reason::InvalidToken(TokenError::TooLong))
         );
     }
@@ -333,7 +368,7 @@ mod tests {
         let cache = TokenCache::new(100);
         let expired = token(&c, "live", "acct", "a@example.com", NOW - 900, NOW - 300);
         for t in ["garbage", "pg1.live.AAAA", expired.as_str()] {
-            assert!(verify(&c, &cache, &Credential::Token(t.into()), NOW).is_err());
+            assert!(verify(&c, checks(&cache), &Credential::Token(t.into()), NOW).is_err());
         }
         assert!(cache.is_empty());
     }

@@ -45,6 +45,9 @@ pub(crate) enum Reason {
     /// The credential was issued before a revocation of its user, or
     /// before `sessions_not_before`.
     Revoked,
+    /// The shared revocation store has been out of reach longer than
+    /// `max_staleness`, with `fail_mode = "closed"`.
+    RevocationsUnknown,
     /// Several different tokens arrived with one request.
     ConflictingTokens,
     /// The token is valid, but the page rule does not admit this user:
@@ -76,7 +79,7 @@ impl Reason {
             | Reason::WrongAccount
             | Reason::Revoked => StatusCode::UNAUTHORIZED,
             Reason::NotAdmitted { .. } | Reason::WebSocketRefused => StatusCode::FORBIDDEN,
-            Reason::TooManyTunnels => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::TooManyTunnels | Reason::RevocationsUnknown => StatusCode::SERVICE_UNAVAILABLE,
             Reason::UpstreamHandshake => StatusCode::BAD_GATEWAY,
             Reason::QueryTooLong => StatusCode::URI_TOO_LONG,
             Reason::MethodNotAllowed | Reason::MethodNotListed => StatusCode::METHOD_NOT_ALLOWED,
@@ -110,6 +113,9 @@ impl Reason {
             Reason::InvalidToken(_) => "the token is not valid",
             Reason::WrongAccount => "the token is not valid for this portal",
             Reason::Revoked => "this sign-in has been revoked; sign in again",
+            Reason::RevocationsUnknown => {
+                "the revocation store is out of reach; verified pages are paused"
+            }
             Reason::ConflictingTokens => "the request carries several different tokens",
             Reason::NotAdmitted {
                 refusal,

@@ -9,6 +9,9 @@
 //! and an open WebSocket tunnel closes when its credential is revoked.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
 
 use crate::token::Claims;
 
@@ -20,6 +23,8 @@ pub(crate) struct Revocations {
     by_email: HashMap<String, u64>,
     /// User id → the same.
     by_user_id: HashMap<String, u64>,
+    /// Session id → the same (a session id names one session).
+    by_session_id: HashMap<String, u64>,
     /// Every credential issued before this is refused.
     not_before: Option<u64>,
 }
@@ -31,6 +36,36 @@ pub(crate) enum Subject {
     Email(String),
     /// A user by the id the customer's app gave them.
     UserId(String),
+    /// One session, by the id the gate sealed in it.
+    SessionId(String),
+}
+
+impl Subject {
+    /// The kind, as the store and the metrics name it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Subject::Email(_) => "email",
+            Subject::UserId(_) => "user_id",
+            Subject::SessionId(_) => "session_id",
+        }
+    }
+
+    /// The value it names.
+    pub(crate) fn value(&self) -> &str {
+        match self {
+            Subject::Email(v) | Subject::UserId(v) | Subject::SessionId(v) => v,
+        }
+    }
+
+    /// The subject of `kind` and `value`, as [`Subject::kind`] names it.
+    pub(crate) fn of(kind: &str, value: &str) -> Option<Subject> {
+        match kind {
+            "email" => Some(Subject::Email(value.to_ascii_lowercase())),
+            "user_id" => Some(Subject::UserId(value.to_owned())),
+            "session_id" => Some(Subject::SessionId(value.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 impl Revocations {
@@ -42,14 +77,25 @@ impl Revocations {
             ..Revocations::default()
         };
         for (subject, before) in entries {
-            let (map, key) = match subject {
-                Subject::Email(email) => (&mut revocations.by_email, email.to_ascii_lowercase()),
-                Subject::UserId(id) => (&mut revocations.by_user_id, id.clone()),
-            };
-            let at = map.entry(key).or_insert(*before);
-            *at = (*at).max(*before);
+            revocations.add(subject, *before);
         }
         revocations
+    }
+
+    /// Adds a revocation (a subject twice keeps the later time).
+    pub(crate) fn add(&mut self, subject: &Subject, before: u64) {
+        let (map, key) = match subject {
+            Subject::Email(email) => (&mut self.by_email, email.to_ascii_lowercase()),
+            Subject::UserId(id) => (&mut self.by_user_id, id.clone()),
+            Subject::SessionId(id) => (&mut self.by_session_id, id.clone()),
+        };
+        let at = map.entry(key).or_insert(before);
+        *at = (*at).max(before);
+    }
+
+    /// How many subjects are revoked.
+    pub(crate) fn len(&self) -> usize {
+        self.by_email.len() + self.by_user_id.len() + self.by_session_id.len()
     }
 
     /// Whether the credential with these claims is revoked: issued before
@@ -64,11 +110,81 @@ impl Revocations {
                 .user_id
                 .as_deref()
                 .is_some_and(|id| before(self.by_user_id.get(id)))
+            || claims
+                .session_id
+                .as_deref()
+                .is_some_and(|id| before(self.by_session_id.get(id)))
     }
 
     /// Whether there are none (the common case: nothing to look up).
     pub(crate) fn is_empty(&self) -> bool {
-        self.not_before.is_none() && self.by_email.is_empty() && self.by_user_id.is_empty()
+        self.not_before.is_none() && self.len() == 0
+    }
+}
+
+/// The revocations a shared store announced, and how fresh they are: held
+/// in memory by every replica, so that checking a request costs a hash
+/// lookup and no round trip ([`crate::ops::store`] keeps it current).
+#[derive(Debug, Default)]
+pub(crate) struct LiveSet {
+    set: ArcSwap<Revocations>,
+    /// When the set was last known to be whole (Unix seconds).
+    synced_at: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl LiveSet {
+    /// Whether the store revoked the credential with these claims.
+    pub(crate) fn refuses(&self, claims: &Claims) -> bool {
+        let set = self.set.load();
+        !set.is_empty() && set.refuses(claims)
+    }
+
+    /// Whether verified pages must wait: the store is set to fail closed
+    /// and the set is older than `max_staleness`.
+    pub(crate) fn too_stale(&self, fail_closed: bool, max_staleness: u64, now: u64) -> bool {
+        fail_closed && self.age(now) > max_staleness
+    }
+
+    /// Seconds since the set was last known to be whole.
+    pub(crate) fn age(&self, now: u64) -> u64 {
+        now.saturating_sub(self.synced_at.load(Ordering::Relaxed))
+    }
+
+    /// Applies one revocation (the replica that wrote it, or one that
+    /// heard it).
+    pub(crate) fn add(&self, subject: &Subject, before: u64) {
+        self.set.rcu(|set| {
+            let mut set = Revocations::clone(set);
+            set.add(subject, before);
+            set
+        });
+    }
+
+    /// Replaces the whole set, loaded at `now`.
+    pub(crate) fn replace(&self, set: Revocations, now: u64) {
+        self.set.store(std::sync::Arc::new(set));
+        self.synced(now);
+    }
+
+    /// The set is still whole at `now` (the subscription is alive).
+    pub(crate) fn synced(&self, now: u64) {
+        self.synced_at.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether the store is connected now.
+    pub(crate) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The store connected or went away.
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// Revocations held.
+    pub(crate) fn len(&self) -> usize {
+        self.set.load().len()
     }
 }
 

@@ -149,6 +149,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let public_hosts = compile_public_hosts(&at, &raw.public_hosts)?;
     let forward = compile_forward(&at, &raw.forward.attributes)?;
     let (revocations, revocation_times) = compile_revocations(&at, &raw)?;
+    let store = compile_store(&at, raw.revocation.as_ref(), &base, &mut watched)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -166,6 +167,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         forward,
         revocations,
         revocation_times,
+        store,
         embed,
         tls,
         admin,
@@ -453,6 +455,79 @@ fn compile_revocations(
     Ok((Revocations::new(&entries, not_before), times))
 }
 
+/// `[revocation]`: a `redis://` or `rediss://` URL (no password in it), a
+/// password from the environment or a file, the fail mode and staleness.
+fn compile_store(
+    at: &Locator<'_>,
+    raw: Option<&Spanned<RawStore>>,
+    base: &Path,
+    watched: &mut Vec<WatchedFile>,
+) -> Result<Option<crate::config::StoreConfig>, ConfigError> {
+    use redis::IntoConnectionInfo;
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return Ok(None);
+    };
+    let url = raw.url.get_ref();
+    let bad_url = |why: String| at.error(raw.url.span(), "revocation.url", why);
+    let parsed = url::Url::parse(url).map_err(|e| bad_url(format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") || !parsed.has_host() {
+        return Err(bad_url(
+            "must be redis://host:port/db or rediss://host:port/db".into(),
+        ));
+    }
+    if parsed.password().is_some() {
+        return Err(bad_url(
+            "holds a password: set password_env or password_file instead".into(),
+        ));
+    }
+    let mut info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| bad_url(format!("not a store URL: {e}")))?;
+    let password = match (&raw.password_env, &raw.password_file) {
+        (None, None) => None,
+        (Some(var), None) => Some(std::env::var(var.get_ref()).map_err(|_| {
+            let why = format!("the environment variable {:?} is not set", var.get_ref());
+            at.error(var.span(), "revocation.password_env", why)
+        })?),
+        (None, Some(file)) => {
+            let path = base.join(file.get_ref());
+            watched.push(WatchedFile::before_reading(path.clone()));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                let why = format!("cannot read {}: {e}", path.display());
+                at.error(file.span(), "revocation.password_file", why)
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        (Some(_), Some(file)) => {
+            let why = "set one of password_env and password_file";
+            return Err(at.error(file.span(), "revocation.password_file", why));
+        }
+    };
+    if let Some(password) = password {
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    let max_staleness = at.duration(
+        &raw.max_staleness,
+        "revocation.max_staleness",
+        Duration::from_secs(60),
+    )?;
+    let shown = format!(
+        "{}://{}:{}{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or_default(),
+        parsed.port().unwrap_or(6379),
+        parsed.path()
+    );
+    Ok(Some(crate::config::StoreConfig {
+        info,
+        shown,
+        fail_mode: raw.fail_mode.unwrap_or_default(),
+        max_staleness,
+    }))
+}
+
 /// `[forward] attributes`: keys an attribute may have, each once, and the
 /// header each goes in.
 fn compile_forward(
@@ -484,7 +559,12 @@ fn distinct_gate_paths(
     at: &Locator<'_>,
     paths: [(&Option<Spanned<String>>, &str, &String); 3],
 ) -> Result<(), ConfigError> {
-    let token_api = crate::config::TOKEN_API_PATHS.map(|p| (&None, "the token API", p));
+    let [token, alias] = crate::config::TOKEN_API_PATHS;
+    let token_api = [
+        (&None, "the token API", token),
+        (&None, "the token API", alias),
+        (&None, "the revoke API", crate::config::REVOKE_API_PATH),
+    ];
     for (i, &(raw, key, path)) in paths.iter().enumerate() {
         let earlier = paths[..i]
             .iter()

@@ -38,6 +38,17 @@ pub(super) struct RawConfig {
     pub(super) pages: Vec<Spanned<RawPage>>,
     #[serde(default)]
     pub(super) revocations: Vec<Spanned<RawRevocation>>,
+    pub(super) revocation: Option<Spanned<RawStore>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) url: Spanned<String>,
+    pub(super) password_env: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<String>>,
+    pub(super) fail_mode: Option<crate::config::FailMode>,
+    pub(super) max_staleness: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

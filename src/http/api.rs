@@ -54,9 +54,9 @@ struct Profile {
     avatar_url: Option<String>,
 }
 
-/// Why a token request was refused; each maps to one status.
+/// Why an API request was refused; each maps to one status.
 #[derive(Debug, PartialEq, Eq)]
-enum ApiError {
+pub(crate) enum ApiError {
     MethodNotAllowed,
     SourceNotAllowed,
     Unauthorized,
@@ -66,11 +66,15 @@ enum ApiError {
     BadRequest(String),
     WrongAccount,
     NoLiveSecret,
+    /// The revoke API without a `[revocation]` store.
+    NoStore,
+    /// The store is out of reach: the revocation was not written.
+    StoreUnavailable,
 }
 
 impl ApiError {
     /// A fixed label for metrics.
-    fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             ApiError::MethodNotAllowed => "method",
             ApiError::SourceNotAllowed => "source",
@@ -81,10 +85,12 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::WrongAccount => "wrong_account",
             ApiError::NoLiveSecret => "no_live_secret",
+            ApiError::NoStore => "no_store",
+            ApiError::StoreUnavailable => "store_unavailable",
         }
     }
 
-    fn into_response(self) -> OwnResponse {
+    pub(crate) fn into_response(self) -> OwnResponse {
         let retry_after = match self {
             ApiError::RateLimited(wait) => Some(wait.as_secs().max(1)),
             _ => None,
@@ -119,6 +125,15 @@ impl ApiError {
             ApiError::NoLiveSecret => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "no configured secret may mint tokens now".to_string(),
+            ),
+            ApiError::NoStore => (
+                StatusCode::NOT_IMPLEMENTED,
+                "no [revocation] store is configured; add a [[revocations]] entry instead"
+                    .to_string(),
+            ),
+            ApiError::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the revocation store is unreachable; nothing was revoked, retry".to_string(),
             ),
         };
         let mut response = json_error(status, &message);
@@ -187,14 +202,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<crate::upstream::body::BoxError>,
 {
-    if !config.api.allows_source(caller.ip) {
-        return Err(ApiError::SourceNotAllowed);
-    }
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
-    authorize(config, caller, &request, now)?;
-    let bytes = read_body(config, request).await?;
+    let bytes = admitted_body(config, caller, request, now).await?;
     let claims = validate(config, parse(&bytes)?, now)?;
     let key = config.secrets.primary();
     if !key.is_live(std::time::UNIX_EPOCH + Duration::from_secs(now)) {
@@ -222,6 +230,28 @@ where
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// The steps every call of the API takes before its own: who may call
+/// (`allowed_sources`, POST, the shared secret), then its body.
+pub(crate) async fn admitted_body<B>(
+    config: &Config,
+    caller: Caller<'_>,
+    request: Request<B>,
+    now: u64,
+) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<crate::upstream::body::BoxError>,
+{
+    if !config.api.allows_source(caller.ip) {
+        return Err(ApiError::SourceNotAllowed);
+    }
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    authorize(config, caller, &request, now)?;
+    read_body(config, request).await
 }
 
 /// The bearer must be a live configured secret (compared in constant

@@ -22,14 +22,14 @@ use crate::token::Opened;
 /// Answer one request to the user-info path.
 pub(crate) fn handle<B>(
     config: &Config,
-    cache: &crate::access::cache::TokenCache,
+    checks: crate::access::decision::Checks<'_>,
     request: &Request<B>,
     now: u64,
 ) -> OwnResponse {
     let origin = allowed_origin(config, request.headers());
     let mut response = match *request.method() {
         Method::OPTIONS => preflight(request.headers(), origin.is_some()),
-        Method::GET | Method::HEAD => who(config, cache, request, now),
+        Method::GET | Method::HEAD => who(config, checks, request, now),
         _ => {
             let mut refused = json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
             refused.headers_mut().insert(
@@ -105,7 +105,7 @@ fn preflight(headers: &HeaderMap, allowed: bool) -> OwnResponse {
 /// credential gets (as JSON: this endpoint is for programs).
 fn who<B>(
     config: &Config,
-    cache: &crate::access::cache::TokenCache,
+    checks: crate::access::decision::Checks<'_>,
     request: &Request<B>,
     now: u64,
 ) -> OwnResponse {
@@ -115,7 +115,7 @@ fn who<B>(
         Ok((None, _)) => return Reason::MissingToken.into_response(Audience::Api),
         Err(reason) => return reason.into_response(Audience::Api),
     };
-    match decision::verify(config, cache, &credential, now) {
+    match decision::verify(config, checks, &credential, now) {
         Ok(opened) => respond::json(StatusCode::OK, &describe(&opened, &credential)),
         Err(reason) => reason.into_response(Audience::Api),
     }
@@ -139,6 +139,7 @@ fn describe(opened: &Opened, credential: &Credential<'_>) -> serde_json::Value {
         "attributes": claims.attributes,
         "account_id": claims.account_id,
         "secret_id": opened.key_id(),
+        "session_id": claims.session_id,
         "credential": kind,
         "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
     })
@@ -177,7 +178,12 @@ mod tests {
 
     fn answer(config: &Config, request: Request<()>) -> (StatusCode, HeaderMap, Vec<u8>) {
         let cache = crate::access::cache::TokenCache::new(16);
-        let response = handle(config, &cache, &request, NOW);
+        let live = crate::access::revocation::LiveSet::default();
+        let checks = crate::access::decision::Checks {
+            cache: &cache,
+            live: &live,
+        };
+        let response = handle(config, checks, &request, NOW);
         let (parts, body) = response.into_parts();
         let bytes = futures_body(body);
         (parts.status, parts.headers, bytes)

@@ -401,14 +401,49 @@ where
             trace.decision = "embed-script";
             gate.script().respond(request.method(), request.headers())
         }
+        Endpoint::RevokeApi => {
+            trace.decision = "revoke-api";
+            let trusted = |ip| config.trusts_proxy(ip);
+            let caller = api::Caller {
+                limiter: gate.limiter(),
+                metrics: gate.metrics(),
+                ip: headers::client_ip(conn.peer.ip(), request.headers(), trusted),
+            };
+            crate::http::revoke::handle(gate, caller, request, phase.now).await
+        }
         Endpoint::Logout => {
             trace.decision = "logout";
+            let session = credential::cookie_values(request.headers()).next();
+            end_session(phase, session.map(str::to_owned)).await;
             session::logout_response(request.uri().query())
         }
         Endpoint::Me => {
             trace.decision = "me";
-            crate::http::me::handle(config, gate.cache(), &request, phase.now)
+            crate::http::me::handle(config, gate.checks(), &request, phase.now)
         }
+    }
+}
+
+/// With a shared store, logout also revokes the session it ends (by its
+/// id), so that a copy of the cookie dies with the sign-out on every
+/// replica. A store out of reach does not keep the browser's cookie: it is
+/// cleared all the same, and the failure logged.
+async fn end_session(phase: &Phase<'_>, session: Option<String>) {
+    let Some(session) = session.filter(|_| phase.config.store.is_some()) else {
+        return;
+    };
+    let credential = Credential::Session(&session);
+    let checks = phase.gate.checks();
+    let Ok(opened) = decision::verify(phase.config, checks, &credential, phase.now) else {
+        return;
+    };
+    let Some(id) = opened.claims.session_id.clone() else {
+        return;
+    };
+    let subject = crate::access::revocation::Subject::SessionId(id);
+    let before = phase.now.saturating_add(1);
+    if let Err(error) = crate::ops::store::revoke(phase.gate, &subject, before).await {
+        tracing::warn!(%error, "logout could not revoke its session in the store");
     }
 }
 
@@ -442,7 +477,7 @@ fn exchange_session<B>(
         return Ok(None);
     }
     let Phase { config, now, .. } = *phase;
-    let opened = match decision::verify(config, phase.gate.cache(), token, now) {
+    let opened = match decision::verify(config, phase.gate.checks(), token, now) {
         Ok(opened) => opened,
         Err(_) if access == Access::Public => return Ok(None),
         Err(reason) => return Err(reason),
@@ -476,8 +511,8 @@ fn decide(
     credential: Option<&Credential<'_>>,
     trace: &mut Trace,
 ) -> Result<Option<Arc<Opened>>, Reason> {
-    let cache = phase.gate.cache();
-    match decision::decide(phase.config, cache, rule, credential, phase.now) {
+    let checks = phase.gate.checks();
+    match decision::decide(phase.config, checks, rule, credential, phase.now) {
         Decision::Reject(reason) => Err(reason),
         Decision::NotAdmitted(opened, reason) => {
             trace.user = Some(opened);

@@ -81,27 +81,55 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, shutdown: impl Future
     }
 }
 
+/// `/readyz`: the upstream answered recently and, with a revocation store
+/// in `fail_mode = "closed"`, the revocation set is fresh enough to serve
+/// verified pages. The body says the store's state either way.
+fn readiness(gate: &Gate) -> OwnResponse {
+    let now = gate.clock().unix_now();
+    let config = gate.config();
+    let store = config.store.as_ref().map(|store| {
+        let live = gate.live();
+        let state = match live.connected() {
+            true => "connected",
+            false => "unreachable",
+        };
+        let line = format!("revocation store {state}; set {} s old", live.age(now));
+        let stale = live.too_stale(store.fails_closed(), store.max_staleness.as_secs(), now);
+        (line, stale)
+    });
+    let (store_line, stale) = store.unwrap_or_default();
+    let upstream_ok = gate.is_ready(now, READY_WINDOW_SECS);
+    let mut text = match upstream_ok {
+        true => "ready".to_string(),
+        false => "the upstream has not answered recently".to_string(),
+    };
+    if !store_line.is_empty() {
+        text.push_str(&format!("\n{store_line}"));
+    }
+    let status = match upstream_ok && !stale {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    respond::text(status, &text)
+}
+
 fn answer(gate: &Gate, request: &Request<Incoming>) -> OwnResponse {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return respond::text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
     }
     match request.uri().path() {
         "/healthz" => respond::text(StatusCode::OK, "ok"),
-        "/readyz" => {
-            if gate.is_ready(gate.clock().unix_now(), READY_WINDOW_SECS) {
-                respond::text(StatusCode::OK, "ready")
-            } else {
-                respond::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the upstream has not answered recently",
-                )
-            }
+        "/readyz" => readiness(gate),
+        "/metrics" => {
+            let now = gate.clock().unix_now();
+            let live = gate.live();
+            gate.metrics().revocation_set(live.len(), live.age(now));
+            respond::with_type(
+                StatusCode::OK,
+                Bytes::from(gate.metrics().render(gate.cache())),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
         }
-        "/metrics" => respond::with_type(
-            StatusCode::OK,
-            Bytes::from(gate.metrics().render(gate.cache())),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
         _ => respond::text(StatusCode::NOT_FOUND, "not found"),
     }
 }

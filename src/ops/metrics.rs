@@ -67,6 +67,10 @@ pub(crate) struct Metrics {
     config_info: Family<VersionLabels, Gauge>,
     verifications: Family<SecretLabels, Counter>,
     tunnels_open: Gauge,
+    revocations_received: Family<KindLabels, Counter>,
+    revocations_live: Gauge,
+    store_connected: Gauge,
+    revocation_set_age: Gauge,
     tunnels_opened: Counter,
     tunnels_refused: Family<ReasonLabels, Counter>,
     tunnels_closed: Family<ReasonLabels, Counter>,
@@ -103,10 +107,34 @@ impl Metrics {
             verifications: Family::default(),
             verification_counters: RwLock::default(),
             tunnels_open: Gauge::default(),
+            revocations_received: Family::default(),
+            revocations_live: Gauge::default(),
+            store_connected: Gauge::default(),
+            revocation_set_age: Gauge::default(),
             tunnels_opened: Counter::default(),
             tunnels_refused: Family::default(),
             tunnels_closed: Family::default(),
         };
+        registry.register(
+            "revocations_received",
+            "Revocations written or heard from the shared store, by kind",
+            m.revocations_received.clone(),
+        );
+        registry.register(
+            "revocations_live",
+            "Revocations the shared store holds, as this replica knows them",
+            m.revocations_live.clone(),
+        );
+        registry.register(
+            "revocation_store_connected",
+            "Whether the shared revocation store is connected (1) or not (0)",
+            m.store_connected.clone(),
+        );
+        registry.register(
+            "revocation_set_age_seconds",
+            "Seconds since the revocation set was last known to be whole",
+            m.revocation_set_age.clone(),
+        );
         registry.register(
             "tunnels_open",
             "WebSocket tunnels open now",
@@ -223,6 +251,26 @@ impl Metrics {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(secret_id.into(), counter);
+    }
+
+    /// A revocation written or heard (`email`, `user_id`, `session_id`).
+    pub(crate) fn revocation(&self, kind: &'static str) {
+        self.revocations_received
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// The shared store connected or went away.
+    pub(crate) fn store_connected(&self, connected: bool) {
+        self.store_connected.set(i64::from(connected));
+    }
+
+    /// The revocation set's size and age, read at a scrape.
+    pub(crate) fn revocation_set(&self, held: usize, age: u64) {
+        self.revocations_live
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+        self.revocation_set_age
+            .set(i64::try_from(age).unwrap_or(i64::MAX));
     }
 
     /// A tunnel opened.

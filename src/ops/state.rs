@@ -72,6 +72,10 @@ pub struct Gate {
     clock: Arc<dyn Clock>,
     /// The WebSocket tunnels open now.
     tunnels: crate::upstream::tunnel::TunnelCount,
+    /// The revocations the shared store announced.
+    live: crate::access::revocation::LiveSet,
+    /// The shared store's write connection.
+    store_link: crate::ops::store::StoreLink,
 }
 
 impl Gate {
@@ -112,6 +116,8 @@ impl Gate {
             reloading: std::sync::Mutex::new(()),
             clock: Arc::new(SystemClock),
             tunnels: Default::default(),
+            live: Default::default(),
+            store_link: Default::default(),
         })
     }
 
@@ -160,6 +166,35 @@ impl Gate {
     /// The WebSocket tunnels open now.
     pub(crate) fn tunnels(&self) -> &crate::upstream::tunnel::TunnelCount {
         &self.tunnels
+    }
+
+    /// Whether a credential with these claims is refused as revoked: by
+    /// the config's `[[revocations]]` and `sessions_not_before`, or by the
+    /// shared store's set. The in-memory lookups every verified request
+    /// makes (no round trip to the store).
+    pub fn is_revoked(&self, claims: &crate::token::Claims) -> bool {
+        let config = self.config();
+        (!config.revocations.is_empty() && config.revocations.refuses(claims))
+            || self.live.refuses(claims)
+    }
+
+    /// What credentials are checked against: the cache and the store's
+    /// revocations.
+    pub(crate) fn checks(&self) -> crate::access::decision::Checks<'_> {
+        crate::access::decision::Checks {
+            cache: &self.cache,
+            live: &self.live,
+        }
+    }
+
+    /// The revocations the shared store announced.
+    pub(crate) fn live(&self) -> &crate::access::revocation::LiveSet {
+        &self.live
+    }
+
+    /// The shared store's write connection.
+    pub(crate) fn store_link(&self) -> &crate::ops::store::StoreLink {
+        &self.store_link
     }
 
     /// When the upstream last answered.
@@ -296,7 +331,7 @@ value = "second-secret-value"
         let sealed = token::mint(config.secrets.get(key).expect("key"), &claims);
         decision::verify(
             &config,
-            gate.cache(),
+            gate.checks(),
             &Credential::Token(sealed.into()),
             now,
         )

@@ -57,6 +57,10 @@ pub async fn serve_on(
         .require_upstream()
         .map_err(std::io::Error::other)?;
     let tls = tls_acceptor(&gate)?;
+    if started_with.store.is_some() {
+        // Follows the shared revocation store while the gate runs.
+        tokio::spawn(crate::ops::store::follow(Arc::clone(&gate)));
+    }
     // Each connection holds a permit; at the limit, the accept loop waits
     // and new connections queue in the kernel's listen backlog.
     let max_connections = started_with.limits.max_connections;

@@ -251,10 +251,11 @@ impl Tunnel {
         // taken it away), the account, the revocations.
         let user = self.user.as_deref()?;
         let config = self.gate.config();
-        match decision::validate(&config, user, self.gate.clock().unix_now()) {
+        let live = self.gate.live();
+        match decision::validate(&config, live, user, self.gate.clock().unix_now()) {
             Ok(()) => None,
             Err(Reason::InvalidToken(TokenError::Expired)) => Some("expiry"),
-            Err(Reason::Revoked) => Some("revocation"),
+            Err(Reason::Revoked | Reason::RevocationsUnknown) => Some("revocation"),
             Err(Reason::WrongAccount) => Some("account"),
             Err(_) => Some("secret"),
         }

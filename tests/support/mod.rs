@@ -10,6 +10,7 @@ mod client;
 mod gate;
 mod h2;
 mod naive;
+mod store;
 mod tokens;
 mod upstream;
 
@@ -18,6 +19,7 @@ pub use client::*;
 pub use gate::*;
 pub use h2::*;
 pub use naive::*;
+pub use store::*;
 pub use tokens::*;
 pub use upstream::*;
 
