@@ -257,6 +257,9 @@ pub(crate) struct StoreConfig {
     pub fail_mode: FailMode,
     /// How old the set may get before `fail_mode = "closed"` refuses.
     pub max_staleness: Duration,
+    /// A private CA (PEM) to trust for `rediss://`, besides Mozilla's
+    /// roots (`ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl StoreConfig {

@@ -437,3 +437,40 @@ async fn a_store_that_does_not_answer_at_start_is_logged_once_and_retried() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!gate.log_text().contains(&token));
 }
+
+/// `rediss://`: the store over TLS, its certificate from a private CA the
+/// config names in `ca_file`.
+#[tokio::test]
+async fn a_store_over_tls_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    if !store_available() {
+        return;
+    }
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+    let key = KeyPair::generate().expect("leaf key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("leaf params");
+    let cert = params.signed_by(&key, &ca).expect("leaf");
+    let store = StoreServer::start_tls(&cert.pem(), &key.serialize_pem()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("store-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("ca file");
+    let upstream = RecordingUpstream::start().await;
+    let url = format!("rediss://127.0.0.1:{}/0", store.port);
+    let extra = format!("ca_file = \"{}\"", ca_file.display());
+    let a = Running::start(&replica(&upstream.url(), &url, &extra)).await;
+    connected(&a).await;
+    let eve = format!("Bearer {}", token_for("eve@example.org"));
+    let answer = revoke(
+        &a,
+        &format!(r#"{{"account_id":"{ACCOUNT}","user_email":"eve@example.org"}}"#),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        status(&a, "authorization", &eve).await,
+        StatusCode::UNAUTHORIZED
+    );
+}

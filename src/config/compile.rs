@@ -513,6 +513,22 @@ fn compile_store(
         "revocation.max_staleness",
         Duration::from_secs(60),
     )?;
+    let ca_pem = match &raw.ca_file {
+        None => None,
+        Some(file) if parsed.scheme() == "rediss" => {
+            let path = base.join(file.get_ref());
+            watched.push(WatchedFile::before_reading(path.clone()));
+            let pem = std::fs::read(&path).map_err(|e| {
+                let why = format!("cannot read {}: {e}", path.display());
+                at.error(file.span(), "revocation.ca_file", why)
+            })?;
+            Some(pem)
+        }
+        Some(file) => {
+            let why = "only a rediss:// store speaks TLS";
+            return Err(at.error(file.span(), "revocation.ca_file", why));
+        }
+    };
     let shown = format!(
         "{}://{}:{}{}",
         parsed.scheme(),
@@ -525,6 +541,7 @@ fn compile_store(
         shown,
         fail_mode: raw.fail_mode.unwrap_or_default(),
         max_staleness,
+        ca_pem,
     }))
 }
 

@@ -49,6 +49,7 @@ pub(super) struct RawStore {
     pub(super) password_file: Option<Spanned<String>>,
     pub(super) fail_mode: Option<crate::config::FailMode>,
     pub(super) max_staleness: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -150,7 +150,16 @@ async fn session(
     store: &StoreConfig,
     in_outage: &mut bool,
 ) -> redis::RedisResult<()> {
-    let client = redis::Client::open(store.info.clone())?;
+    let client = match &store.ca_pem {
+        None => redis::Client::open(store.info.clone())?,
+        Some(pem) => {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            };
+            redis::Client::build_with_tls(store.info.clone(), certificates)?
+        }
+    };
     let limit = Duration::from_secs(5);
     let timed = |e: tokio::time::error::Elapsed| {
         redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, e))

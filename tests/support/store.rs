@@ -36,11 +36,31 @@ pub struct StoreServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The certificate and key files: TLS only, on `port`.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Where the TLS files live, kept as long as the server.
+    keep: Option<tempfile::TempDir>,
 }
 
 impl StoreServer {
     /// A server on a free port, answering PING.
     pub async fn start() -> StoreServer {
+        StoreServer::launch(None).await
+    }
+
+    /// A server that speaks only TLS, with this certificate and key (PEM).
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> StoreServer {
+        let dir = tempfile::tempdir().expect("dir");
+        let cert = dir.path().join("store-cert.pem");
+        let key = dir.path().join("store-key.pem");
+        std::fs::write(&cert, cert_pem).expect("cert");
+        std::fs::write(&key, key_pem).expect("key");
+        let mut server = StoreServer::launch(Some((cert, key))).await;
+        server.keep = Some(dir);
+        server
+    }
+
+    async fn launch(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> StoreServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
@@ -51,6 +71,8 @@ impl StoreServer {
             port,
             child: None,
             dir,
+            tls,
+            keep: None,
         };
         server.restart().await;
         server
@@ -72,18 +94,35 @@ impl StoreServer {
     /// Start it again on the same port, empty (it keeps nothing on disk).
     pub async fn restart(&mut self) {
         self.stop();
-        let child = Command::new(server_binary().expect("a store server"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new(server_binary().expect("a store server"));
+        command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(self.dir.path());
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some((cert, key)) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the store server");
         self.child = Some(child);
         for _ in 0..200 {
-            if self.command(&["PING"]).await.as_deref() == Some("+PONG") {
+            let up = match self.tls {
+                None => self.command(&["PING"]).await.as_deref() == Some("+PONG"),
+                Some(_) => tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok(),
+            };
+            if up {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
