@@ -162,8 +162,8 @@ fn bench_revoked(c: &mut Criterion) {
     let mut text = config(10_000);
     for i in 0..5_000 {
         text.push_str(&format!(
-            "[[revocations]]\nemail = \"user{i}@example.com\"\nbefore = \"2027-01-15T00:00:00Z\"\n\
-             [[revocations]]\nuser_id = \"u-{i}\"\nbefore = \"2027-01-15T00:00:00Z\"\n"
+            "[[revocations]]\nemail = \"user{i}@example.com\"\nbefore = \"2030-01-01T00:00:00Z\"\n\
+             [[revocations]]\nuser_id = \"u-{i}\"\nbefore = \"2030-01-01T00:00:00Z\"\n"
         ));
     }
     let config = portal_gate::Config::parse(&text, Path::new("bench.toml")).expect("config");

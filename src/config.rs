@@ -130,6 +130,9 @@ pub(crate) enum Endpoint {
     Logout,
     /// Who the user is, as JSON (`embed.me_path`).
     Me,
+    /// The script that sizes the element from inside its frame
+    /// (`embed.frame_script_path`).
+    FrameScript,
 }
 
 impl Endpoint {
@@ -141,6 +144,7 @@ impl Endpoint {
             Endpoint::EmbedScript => "the released-page script",
             Endpoint::Logout => "the logout endpoint",
             Endpoint::Me => "the user-info endpoint",
+            Endpoint::FrameScript => "the frame script",
         }
     }
 }
@@ -211,11 +215,20 @@ pub(crate) struct SecretNote {
     pub not_after: Option<std::time::SystemTime>,
 }
 
-/// The embed: the `released-page` script and who may frame the portal.
+/// The embed: the `released-page` script, the frame script, and who may
+/// frame the portal.
 #[derive(Debug, Clone)]
 pub(crate) struct Embed {
     /// Where the gate serves the element's script.
     pub script_path: String,
+    /// Where the gate serves the frame script.
+    pub frame_script_path: String,
+    /// The frame script, its allowed parent origins baked in: built with
+    /// the config, so a reload that changes the origins changes its bytes
+    /// and its ETag.
+    pub frame_script: crate::http::embed::EmbedScript,
+    /// Insert the frame script's tag into HTML answers to frame requests.
+    pub inject_frame_script: bool,
     /// Where a browser ends its session.
     pub logout_path: String,
     /// Where the page asks who the user is.
@@ -505,6 +518,7 @@ impl Config {
                 (self.embed.script_path.as_str(), Endpoint::EmbedScript),
                 (self.embed.logout_path.as_str(), Endpoint::Logout),
                 (self.embed.me_path.as_str(), Endpoint::Me),
+                (self.embed.frame_script_path.as_str(), Endpoint::FrameScript),
             ])
     }
 

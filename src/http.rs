@@ -7,6 +7,7 @@ pub(crate) mod api;
 pub(crate) mod embed;
 pub(crate) mod headers;
 pub(crate) mod host;
+pub(crate) mod inject;
 pub(crate) mod layer;
 pub(crate) mod limiter;
 pub(crate) mod me;

@@ -165,6 +165,7 @@ value = "s"
         (format!("{base}\n[embed]\nme_path = \"/auth/logout\"\n"), 12, "embed.me_path"),
         (format!("{base}\n[embed]\nscript_path = \"/auth/me\"\n"), 12, "embed.script_path"),
         (format!("{base}\n[embed]\nlogout_path = \"/auth/api/token\"\n"), 12, "embed.logout_path"),
+        (format!("{base}\n[embed]\nframe_script_path = \"/auth/me\"\n"), 12, "embed.frame_script_path"),
     ];
     for (text, line, key) in cases {
         let path = write_config(&dir, &text);

@@ -365,12 +365,23 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
     let script_path = gate_path(at, &raw.script_path, "embed.script_path", "/embed.js")?;
     let logout_path = gate_path(at, &raw.logout_path, "embed.logout_path", "/auth/logout")?;
     let me_path = gate_path(at, &raw.me_path, "embed.me_path", "/auth/me")?;
+    let frame_script_path = gate_path(
+        at,
+        &raw.frame_script_path,
+        "embed.frame_script_path",
+        "/embed-frame.js",
+    )?;
     distinct_gate_paths(
         at,
         [
             (&raw.script_path, "embed.script_path", &script_path),
             (&raw.logout_path, "embed.logout_path", &logout_path),
             (&raw.me_path, "embed.me_path", &me_path),
+            (
+                &raw.frame_script_path,
+                "embed.frame_script_path",
+                &frame_script_path,
+            ),
         ],
     )?;
     let origins = raw
@@ -390,6 +401,9 @@ fn compile_embed(at: &Locator<'_>, raw: &RawEmbed) -> Result<Embed, ConfigError>
     };
     Ok(Embed {
         script_path,
+        frame_script_path,
+        frame_script: crate::http::embed::EmbedScript::frame(&origins),
+        inject_frame_script: raw.inject_frame_script,
         logout_path,
         me_path,
         allowed_origins: origins,
@@ -574,7 +588,7 @@ fn compile_forward(
 /// with the token API, would leave one of them unreachable.
 fn distinct_gate_paths(
     at: &Locator<'_>,
-    paths: [(&Option<Spanned<String>>, &str, &String); 3],
+    paths: [(&Option<Spanned<String>>, &str, &String); 4],
 ) -> Result<(), ConfigError> {
     let [token, alias] = crate::config::TOKEN_API_PATHS;
     let token_api = [

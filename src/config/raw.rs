@@ -86,6 +86,9 @@ pub(super) struct RawEmbed {
     pub(super) script_path: Option<Spanned<String>>,
     pub(super) logout_path: Option<Spanned<String>>,
     pub(super) me_path: Option<Spanned<String>>,
+    pub(super) frame_script_path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) inject_frame_script: bool,
     #[serde(default)]
     pub(super) allowed_origins: Vec<Spanned<String>>,
 }

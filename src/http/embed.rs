@@ -1,4 +1,5 @@
-//! The embed: the `released-page` element's script and the page a denied
+//! The embed: the `released-page` element's script, the frame script
+//! that sizes the element from inside the frame, and the page a denied
 //! frame gets.
 //!
 //! A host app loads the script from the gate (`GET /embed.js` by default)
@@ -24,13 +25,22 @@ use http_body_util::Full;
 /// The element's source: dependency-free, served as is.
 const SCRIPT: &str = include_str!("embed/released-page.js");
 
-/// The script, with its strong ETag (a hash of the bytes, computed once).
-#[derive(Debug)]
+/// The frame script's source; [`FRAME_SCRIPT_ORIGINS`] is replaced by the
+/// allowed parent origins of the config in force.
+const FRAME_SCRIPT: &str = include_str!("embed/frame.js");
+
+/// Where the frame script's list of allowed parent origins goes.
+const FRAME_SCRIPT_ORIGINS: &str = "/*PARENT_ORIGINS*/[]";
+
+/// A script the gate serves itself (the element's, the frame's), with its
+/// strong ETag (a hash of the bytes, computed once).
+#[derive(Debug, Clone)]
 pub(crate) struct EmbedScript {
     /// The bytes served; a cheap clone per response.
     bytes: Bytes,
-    /// `"<base64url of the first 16 bytes of SHA-256>"`: the bytes are
-    /// compiled in, so the tag changes exactly when a release changes them.
+    /// `"<base64url of the first 16 bytes of SHA-256>"`: the tag changes
+    /// exactly when the bytes do (a release, or for the frame script a
+    /// config whose allowed origins changed).
     etag: HeaderValue,
 }
 
@@ -41,12 +51,29 @@ impl Default for EmbedScript {
 }
 
 impl EmbedScript {
-    /// The compiled-in script and its ETag.
+    /// The compiled-in element script and its ETag.
     pub(crate) fn new() -> EmbedScript {
-        let digest = Sha256::digest(SCRIPT.as_bytes());
+        EmbedScript::of(Bytes::from_static(SCRIPT.as_bytes()))
+    }
+
+    /// The frame script, posting only to `allowed_origins` (validated
+    /// origins, `embed.allowed_origins`) and the page's own origin; to any
+    /// parent when the list is empty. The list is baked into the bytes, so
+    /// a portal template includes the script with no configuration of its
+    /// own, and the list can only come from the gate's config.
+    pub(crate) fn frame(allowed_origins: &[String]) -> EmbedScript {
+        // Origins are ASCII `scheme://host[:port]`: JSON strings as they are.
+        let list = serde_json::to_string(allowed_origins).unwrap_or_else(|_| "[]".into());
+        let source = FRAME_SCRIPT.replacen(FRAME_SCRIPT_ORIGINS, &list, 1);
+        EmbedScript::of(Bytes::from(source))
+    }
+
+    /// `bytes` and their ETag.
+    fn of(bytes: Bytes) -> EmbedScript {
+        let digest = Sha256::digest(&bytes);
         let tag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]));
         EmbedScript {
-            bytes: Bytes::from_static(SCRIPT.as_bytes()),
+            bytes,
             // base64url and quotes only: always a valid header value.
             etag: HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"embed\"")),
         }
@@ -195,7 +222,7 @@ pub(crate) fn auth_required_page(status: StatusCode, reason: &str) -> OwnRespons
 }
 
 /// Append `text` to `html` with the five HTML metacharacters escaped.
-fn push_escaped(html: &mut String, text: &str) {
+pub(crate) fn push_escaped(html: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => html.push_str("&amp;"),
@@ -330,6 +357,24 @@ mod tests {
             );
             assert_eq!(header(&response, "allow"), "GET, HEAD");
         }
+    }
+
+    #[tokio::test]
+    async fn the_frame_script_carries_the_allowed_origins_and_only_them() {
+        let origins = ["https://app.example.com".to_string()];
+        let script = EmbedScript::frame(&origins);
+        let text = body_text(script.respond(&Method::GET, &HeaderMap::new())).await;
+        assert!(
+            text.contains("const PARENT_ORIGINS = [\"https://app.example.com\"];"),
+            "{text}"
+        );
+        assert!(!text.contains(FRAME_SCRIPT_ORIGINS));
+        assert!(text.contains("portal-gate:frame"));
+        let open = EmbedScript::frame(&[]);
+        let open_text = body_text(open.respond(&Method::GET, &HeaderMap::new())).await;
+        assert!(open_text.contains("const PARENT_ORIGINS = [];"));
+        assert_ne!(script.etag, open.etag, "the ETag follows the bytes");
+        assert_eq!(EmbedScript::frame(&origins).etag, script.etag);
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! 7. forward ([`crate::upstream::proxy::Upstream::forward`]): to the
 //!    portal host (408, 502, 504);
 //! 8. [`response_filter`]: what the client may see of the upstream's
-//!    answer, and the framing policy on every answer;
+//!    answer, and the framing policy on every answer; then, for a frame,
+//!    the frame script's tag in the upstream's HTML
+//!    ([`crate::http::inject`]);
 //! 9. [`AccessLog::finish`]: once the response body has ended (or was
 //!    dropped), one access-log event and the metrics, with the final
 //!    outcome, the bytes sent and the whole duration.
@@ -187,6 +189,9 @@ pub(crate) struct Trace {
     upstream_status: Option<u16>,
     /// Who reads a refusal of this request.
     audience: Audience,
+    /// A frame asked (`Sec-Fetch-Dest: iframe`): its HTML may get the
+    /// frame script ([`crate::http::inject`]).
+    frame: bool,
 }
 
 /// What every access phase reads: the gate, the config in force, the
@@ -235,6 +240,7 @@ where
     };
     let audience = Audience::of(request.method(), request.headers());
     trace.audience = audience;
+    trace.frame = crate::http::embed::is_frame_request(request.headers());
     let mut target = match classify(&phase, &request, audience, trace) {
         Ok(target) => target,
         Err(reason) => {
@@ -370,8 +376,8 @@ pub(crate) fn may_carry_body(method: &Method) -> bool {
 }
 
 /// Phase 2. The gate's own endpoints ([`Config::endpoints`]): the token
-/// API (its body read within `limits.body_timeout`), the embed script
-/// (GET and HEAD, with `ETag`), and logout (the cookie and the browser's
+/// API (its body read within `limits.body_timeout`), the embed script and
+/// the frame script (GET and HEAD, with `ETag`), and logout (the cookie and the browser's
 /// cache cleared, then a local redirect).
 async fn own_endpoint<B>(
     phase: &Phase<'_>,
@@ -420,6 +426,11 @@ where
         Endpoint::Me => {
             trace.decision = "me";
             crate::http::me::handle(config, gate.checks(), &request, phase.now)
+        }
+        Endpoint::FrameScript => {
+            trace.decision = "frame-script";
+            let script = &config.embed.frame_script;
+            script.respond(request.method(), request.headers())
         }
     }
 }
@@ -637,6 +648,10 @@ pub(crate) async fn proxy(
         Admission::Forward(request) => forward(gate, &active, request, conn, &mut trace).await,
     };
     response_filter(&active.config, &mut response, &trace);
+    if trace.upstream_status.is_some() {
+        let embed = &active.config.embed;
+        crate::http::inject::inject(embed, &method, trace.frame, &mut response);
+    }
     if let Some(limit) = stream_idle(&active.config, &response, &trace) {
         response.extensions_mut().insert(StreamIdle(limit));
     }

@@ -4,21 +4,31 @@
  *   <released-page page="/roadmap/" auth-token="pg1...."></released-page>
  *
  * Attributes:
- *   auth-token  a token from your backend; passed as ?auth-token=, like a direct link
- *   page        a path in the portal (default "/")
- *   portal      the gate's origin (default: the origin this script came from)
- *   height      a CSS length or a number of pixels (default 600px)
- *   title       the frame's accessible title (default "Portal page")
- *   logout-path the gate's logout path (default "/auth/logout")
+ *   auth-token   a token from your backend; passed as ?auth-token=, like a direct link
+ *   page         a path in the portal (default "/")
+ *   portal       the gate's origin (default: the origin this script came from)
+ *   height       "auto" (the default): the frame's content height, as the frame
+ *                script reports it (600px until it does); or a CSS length or a
+ *                number of pixels, fixed
+ *   min-height   with height="auto": never less than this (CSS length or pixels)
+ *   max-height   with height="auto": never more than this; a longer page scrolls
+ *   title        the frame's accessible title (default "Portal page")
+ *   logout-path  the gate's logout path (default "/auth/logout")
+ *   current-page set by the element: the path (and query) the frame is showing
  *
- * Changing auth-token, page or portal reloads the frame. When the gate
- * refuses the frame (401/403), the element fires a bubbling, composed
- * "portal-gate:auth-required" CustomEvent with detail {status}: fetch a
- * fresh token and set auth-token again.
+ * Changing auth-token or portal reloads the frame in a new one; changing
+ * page navigates it unless it is on that page already (reload() always
+ * reloads). When the frame's page changes, the element fires a bubbling,
+ * composed "portal-gate:navigate" CustomEvent with detail {path}. When the
+ * gate refuses the frame (401/403), it fires "portal-gate:auth-required"
+ * with detail {status}: fetch a fresh token and set auth-token again.
  *
  * Removing auth-token (your user signed out) ends the portal session the
  * token opened: the frame goes through the gate's logout path first, so the
  * next person on this browser sees only what the rules make public.
+ *
+ * Messages from the frame are read only when they come from this element's
+ * own frame, from the portal's origin, in the expected shape.
  *
  * Load it as a classic script (not type="module"): the default portal
  * origin comes from document.currentScript.
@@ -28,6 +38,13 @@
 
   const ELEMENT = "released-page";
   const AUTH_REQUIRED = "portal-gate:auth-required";
+  const FRAME_REPORT = "portal-gate:frame";
+  const NAVIGATE = "portal-gate:navigate";
+  /** The frame's height until it reports one (and with no frame script). */
+  const FALLBACK_HEIGHT = "600px";
+  /** No document is taller: a larger report is not a report. */
+  const MAX_REPORTED_HEIGHT = 1e6;
+  const MAX_PATH_LENGTH = 4096;
   if (!window.customElements || window.customElements.get(ELEMENT)) {
     return;
   }
@@ -69,90 +86,169 @@
     return url.href;
   }
 
-  function cssHeight(value) {
-    if (!value) {
-      return "600px";
+  /** A CSS length from an attribute: a bare number means pixels. */
+  function cssLength(value) {
+    const text = (value || "").trim();
+    return /^\d+(\.\d+)?$/.test(text) ? text + "px" : text;
+  }
+
+  /** The path and query of `url` without token parameters, as the frame script reports them. */
+  function pageOf(url) {
+    const isToken = (name) => name.toLowerCase().replace("_", "-") === "auth-token";
+    const kept = [...url.searchParams].filter(([name]) => !isToken(name));
+    const query = kept.length === [...url.searchParams].length ? url.search : "?" + new URLSearchParams(kept);
+    return url.pathname + (query === "?" ? "" : query);
+  }
+
+  /**
+   * A frame report, checked: exactly {type, height, path}, a finite height
+   * within bounds, and a path on the portal (no other origin, no control
+   * characters). Anything else is null.
+   */
+  function frameReport(data, origin) {
+    const keys = Object.keys(data);
+    if (keys.length !== 3 || !("height" in data) || !("path" in data)) {
+      return null;
     }
-    return /^\d+(\.\d+)?$/.test(value.trim()) ? value.trim() + "px" : value;
+    const { height, path } = data;
+    if (typeof height !== "number" || !Number.isFinite(height) || height < 0 || height > MAX_REPORTED_HEIGHT) {
+      return null;
+    }
+    if (typeof path !== "string" || path.length > MAX_PATH_LENGTH || !path.startsWith("/") || /[\u0000-\u001f\\]/.test(path)) {
+      return null;
+    }
+    try {
+      if (new URL(path, origin + "/").origin !== origin) {
+        return null;
+      }
+    } catch (_) {
+      return null;
+    }
+    return { height: Math.ceil(height), path };
   }
 
   class ReleasedPage extends HTMLElement {
     static get observedAttributes() {
-      return ["auth-token", "page", "portal", "height", "title", "logout-path"];
+      return ["auth-token", "page", "portal", "height", "min-height", "max-height", "title", "logout-path"];
     }
 
+    #root = null;
     #frame = null;
     #origin = null;
     #pending = false;
+    /** The next load must navigate, even to the page the frame is on. */
+    #force = false;
     #hadToken = false;
+    /** The height the frame last reported; null until it does. */
+    #reported = null;
+    /** The page the frame last reported. */
+    #current = null;
     #onMessage = (event) => this.#message(event);
 
-    /** Build the shadow tree once; the frame is reused, only navigated. */
-    #setup() {
-      if (this.#frame) {
-        return;
+    /** A fresh frame and the listener for its messages. */
+    #mount() {
+      if (!this.#root) {
+        this.#root = this.attachShadow({ mode: "open" });
+        const style = document.createElement("style");
+        style.textContent =
+          ":host{display:block}:host([hidden]){display:none}" +
+          "iframe{display:block;box-sizing:border-box;width:100%;border:0}";
+        this.#root.append(style);
       }
-      const root = this.attachShadow({ mode: "open" });
-      const style = document.createElement("style");
-      style.textContent =
-        ":host{display:block}:host([hidden]){display:none}" +
-        "iframe{display:block;box-sizing:border-box;width:100%;border:0}";
       this.#frame = document.createElement("iframe");
-      root.append(style, this.#frame);
+      this.#root.append(this.#frame);
+      window.addEventListener("message", this.#onMessage);
+      this.#decorate();
+    }
+
+    /** Everything #mount set up goes: the listener and the frame. */
+    #unmount() {
+      window.removeEventListener("message", this.#onMessage);
+      if (this.#frame) {
+        this.#frame.remove();
+        this.#frame = null;
+      }
+      this.#origin = null;
+      this.#reported = null;
     }
 
     connectedCallback() {
-      this.#setup();
-      window.addEventListener("message", this.#onMessage);
-      this.#decorate();
-      this.#schedule();
+      if (!this.#frame) {
+        this.#mount();
+      }
+      this.#schedule(true);
     }
 
     disconnectedCallback() {
-      window.removeEventListener("message", this.#onMessage);
+      this.#unmount();
     }
 
-    attributeChangedCallback(name) {
+    attributeChangedCallback(name, oldValue, newValue) {
       if (!this.#frame || !this.isConnected) {
         return; // connectedCallback renders everything
       }
-      if (name === "height" || name === "title") {
+      if (name === "height" || name === "min-height" || name === "max-height" || name === "title") {
         this.#decorate();
+      } else if (name === "page") {
+        this.#schedule(false);
+      } else if ((name === "auth-token" || name === "portal") && oldValue !== newValue) {
+        // A new token or portal: a new frame, so nothing of the old one
+        // lingers (a late message from it no longer has our frame as source).
+        this.#unmount();
+        this.#mount();
+        this.#schedule(true);
       } else {
-        this.#schedule();
+        this.#schedule(true);
       }
     }
 
     /** Reload the frame with the current attributes. */
     reload() {
-      this.#schedule();
+      this.#schedule(true);
     }
 
-    /** Height and title: no navigation needed. */
+    /** Height, its bounds and the title: no navigation needed. */
     #decorate() {
-      this.#frame.style.height = cssHeight(this.getAttribute("height"));
+      const style = this.#frame.style;
+      const fixed = this.getAttribute("height");
+      const auto = !fixed || fixed.trim().toLowerCase() === "auto";
+      if (auto) {
+        style.height = this.#reported === null ? FALLBACK_HEIGHT : this.#reported + "px";
+        style.minHeight = cssLength(this.getAttribute("min-height"));
+        style.maxHeight = cssLength(this.getAttribute("max-height"));
+      } else {
+        style.height = cssLength(fixed);
+        style.minHeight = "";
+        style.maxHeight = "";
+      }
       this.#frame.title = this.getAttribute("title") || "Portal page";
     }
 
     /** Coalesce changes made in one task (page and token together) into one load. */
-    #schedule() {
+    #schedule(force) {
+      this.#force = this.#force || force;
       if (this.#pending) {
         return;
       }
       this.#pending = true;
       queueMicrotask(() => {
         this.#pending = false;
-        this.#load();
+        const force = this.#force;
+        this.#force = false;
+        this.#load(force);
       });
     }
 
-    #load() {
-      if (!this.isConnected) {
+    #load(force) {
+      if (!this.isConnected || !this.#frame) {
         return;
       }
       const origin = portalOrigin(this.getAttribute("portal"));
       const token = this.getAttribute("auth-token");
       let src = origin && frameUrl(origin, this.getAttribute("page"), token);
+      if (src && !force && this.#origin === origin && pageOf(new URL(src)) === this.#current) {
+        return; // already there: a host writing current-page back into page
+      }
       if (src && !token && this.#hadToken) {
         // The token is gone: end the session it opened, then show the page.
         const page = new URL(src);
@@ -172,7 +268,7 @@
       this.#frame.src = src;
     }
 
-    /** Only our own frame, at the portal's origin, may ask for a token. */
+    /** Only our own frame, at the portal's origin, in a known shape, is heard. */
     #message(event) {
       const data = event.data;
       if (
@@ -180,13 +276,34 @@
         event.source !== this.#frame.contentWindow ||
         event.origin !== this.#origin ||
         !data ||
-        data.type !== AUTH_REQUIRED
+        typeof data !== "object"
       ) {
         return;
       }
-      const status = data.status === 403 ? 403 : 401;
+      if (data.type === AUTH_REQUIRED) {
+        const status = data.status === 403 ? 403 : 401;
+        this.dispatchEvent(
+          new CustomEvent(AUTH_REQUIRED, { bubbles: true, composed: true, detail: { status } })
+        );
+      } else if (data.type === FRAME_REPORT) {
+        const report = frameReport(data, this.#origin);
+        if (report) {
+          this.#apply(report);
+        }
+      }
+    }
+
+    /** A checked report: the height, and the page when it changed. */
+    #apply({ height, path }) {
+      this.#reported = height;
+      this.#decorate();
+      if (path === this.#current) {
+        return;
+      }
+      this.#current = path;
+      this.setAttribute("current-page", path);
       this.dispatchEvent(
-        new CustomEvent(AUTH_REQUIRED, { bubbles: true, composed: true, detail: { status } })
+        new CustomEvent(NAVIGATE, { bubbles: true, composed: true, detail: { path } })
       );
     }
   }
