@@ -404,8 +404,9 @@ pub struct Config {
     pub(crate) forward: ForwardedAttributes,
     /// Credentials refused before their expiry.
     pub(crate) revocations: crate::access::revocation::Revocations,
-    /// Each `[[revocations]]` entry's time, for `check`'s warnings.
-    pub(crate) revocation_times: Vec<u64>,
+    /// The `[[revocations]]` entries: for `check`'s warnings, and for the
+    /// shared store, which every replica then hears them from.
+    pub(crate) revocation_entries: Vec<(crate::access::revocation::Subject, u64)>,
     /// The shared revocation store, if any.
     pub(crate) store: Option<StoreConfig>,
     /// The embed's paths and framing policy.

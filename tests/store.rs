@@ -247,25 +247,47 @@ async fn after_a_store_restart_the_replicas_load_the_whole_set_again() {
         "{}",
         answer.body
     );
-    // While the replicas were away, a revocation reached the store
-    // without being published to them.
+    // While the store is down, a third replica starts with a revocation
+    // in its TOML; it puts it in the store once the store is back.
+    let mallory = format!("Bearer {}", token_for("mallory@example.org"));
+    let soon = std::time::UNIX_EPOCH + Duration::from_secs(unix_now() + 1);
+    let entry = format!(
+        "[[revocations]]\nemail = \"mallory@example.org\"\nbefore = \"{}\"\n",
+        humantime::format_rfc3339_seconds(soon)
+    );
+    let store_table = format!("[revocation]\nurl = \"{}\"\n", store.url());
+    let c = Running::start(&config_for(
+        &upstream.url(),
+        &format!("{entry}{store_table}"),
+    ))
+    .await;
+    assert_eq!(
+        status(&c, "authorization", &mallory).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(&a, "authorization", &mallory).await, StatusCode::OK);
     store.restart().await;
+    // And a revocation reached the store without being published at all.
     let key = format!("portal-gate:{ACCOUNT}:rev:email:eve@example.org");
     let before = (unix_now() + 1).to_string();
-    assert_eq!(
-        store
-            .command(&["SET", &key, &before, "EX", "600"])
-            .await
-            .as_deref(),
-        Some("+OK")
-    );
+    let set = store.command(&["SET", &key, &before, "EX", "600"]).await;
+    assert_eq!(set.as_deref(), Some("+OK"));
+    let within = Duration::from_secs(15);
     for replica in [&a, &b] {
         until(
             replica,
             "authorization",
             &eve,
             StatusCode::UNAUTHORIZED,
-            Duration::from_secs(15),
+            within,
+        )
+        .await;
+        until(
+            replica,
+            "authorization",
+            &mallory,
+            StatusCode::UNAUTHORIZED,
+            within,
         )
         .await;
     }

@@ -148,7 +148,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let public_hosts = compile_public_hosts(&at, &raw.public_hosts)?;
     let forward = compile_forward(&at, &raw.forward.attributes)?;
-    let (revocations, revocation_times) = compile_revocations(&at, &raw)?;
+    let (revocations, revocation_entries) = compile_revocations(&at, &raw)?;
     let store = compile_store(&at, raw.revocation.as_ref(), &base, &mut watched)?;
 
     Ok(Config {
@@ -166,7 +166,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         api,
         forward,
         revocations,
-        revocation_times,
+        revocation_entries,
         store,
         embed,
         tls,
@@ -425,7 +425,13 @@ fn unix_time(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<u64
 fn compile_revocations(
     at: &Locator<'_>,
     raw: &RawConfig,
-) -> Result<(crate::access::revocation::Revocations, Vec<u64>), ConfigError> {
+) -> Result<
+    (
+        crate::access::revocation::Revocations,
+        Vec<(crate::access::revocation::Subject, u64)>,
+    ),
+    ConfigError,
+> {
     use crate::access::revocation::{Revocations, Subject};
     let mut entries = Vec::with_capacity(raw.revocations.len());
     for (index, entry) in raw.revocations.iter().enumerate() {
@@ -465,8 +471,7 @@ fn compile_revocations(
         .as_ref()
         .map(|v| unix_time(at, v, "verification.sessions_not_before"))
         .transpose()?;
-    let times = entries.iter().map(|(_, before)| *before).collect();
-    Ok((Revocations::new(&entries, not_before), times))
+    Ok((Revocations::new(&entries, not_before), entries))
 }
 
 /// `[revocation]`: a `redis://` or `rediss://` URL (no password in it), a

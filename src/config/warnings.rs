@@ -51,7 +51,7 @@ impl Config {
         let now_unix = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        for (index, before) in self.revocation_times.iter().enumerate() {
+        for (index, (_, before)) in self.revocation_entries.iter().enumerate() {
             if before.saturating_add(longest.as_secs()) < now_unix {
                 out.push(format!(
                     "revocations[{index}] is older than the longest credential lifetime \

@@ -172,6 +172,7 @@ async fn session(
     let mut writer = tokio::time::timeout(limit, client.get_multiplexed_async_connection())
         .await
         .map_err(timed)??;
+    share_config_entries(&mut writer, config, gate.clock().unix_now()).await?;
     let set = load(&mut writer, &prefix).await?;
     let held = set.len();
     gate.live().replace(set, gate.clock().unix_now());
@@ -199,6 +200,34 @@ async fn session(
             }
         }
     }
+}
+
+/// Puts this replica's `[[revocations]]` into the store (each still within
+/// its life, unless the store holds a later time for it) and publishes
+/// them, so that every replica refuses them, not only those whose file
+/// has them.
+async fn share_config_entries(
+    conn: &mut redis::aio::MultiplexedConnection,
+    config: &Config,
+    now: u64,
+) -> redis::RedisResult<()> {
+    let (prefix, channel) = names(config);
+    let keep = keep_for(config);
+    for (subject, before) in &config.revocation_entries {
+        let left = before.saturating_add(keep).saturating_sub(now);
+        if left == 0 {
+            continue;
+        }
+        let key = format!("{prefix}{}:{}", subject.kind(), subject.value());
+        let held: Option<u64> = conn.get(&key).await?;
+        if held.is_some_and(|held| held >= *before) {
+            continue;
+        }
+        let () = conn.set_ex(&key, before, left).await?;
+        let message = format!("{}:{}:{before}", subject.kind(), subject.value());
+        let _receivers: i64 = conn.publish(&channel, &message).await?;
+    }
+    Ok(())
 }
 
 /// A published revocation, `<kind>:<value>:<before>`, applied here.
