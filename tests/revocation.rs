@@ -53,8 +53,8 @@ async fn a_reload_revokes_a_user_by_email_or_id_and_no_one_else() {
     let upstream = RecordingUpstream::start().await;
     let gate = Running::start(&config(&upstream.url(), "", None)).await;
     let now = gate.clock.unix_now();
-    let eve = token_for("eve@example.org");
-    let ada = token_for("ada@example.org");
+    let eve = gate.token_for("eve@example.org");
+    let ada = gate.token_for("ada@example.org");
     let bob = token_with_user(SECRET, "bob@example.org", "u-bob", now);
     let eve_session = session_for(&gate, &eve).await;
     let eve_bearer = format!("Bearer {eve}");
@@ -112,7 +112,7 @@ async fn sessions_not_before_signs_everybody_out_without_a_new_secret() {
     let upstream = RecordingUpstream::start().await;
     let gate = Running::start(&config(&upstream.url(), "", None)).await;
     let now = gate.clock.unix_now();
-    let ada = token_for("ada@example.org");
+    let ada = gate.token_for("ada@example.org");
     let session = session_for(&gate, &ada).await;
     assert_eq!(status(&gate, ("cookie", &session)).await, StatusCode::OK);
     gate.reload(&config(&upstream.url(), "", Some(now + 1)));

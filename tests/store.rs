@@ -88,8 +88,8 @@ async fn a_user_revoked_through_one_replica_is_refused_by_the_other_within_a_sec
     let b = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
     connected(&a).await;
     connected(&b).await;
-    let eve = token_for("eve@example.org");
-    let ada = token_for("ada@example.org");
+    let eve = a.token_for("eve@example.org");
+    let ada = a.token_for("ada@example.org");
     let eve_on_b = session(&b, &eve).await;
     let eve_bearer = format!("Bearer {eve}");
     let ada_bearer = format!("Bearer {ada}");
@@ -156,9 +156,9 @@ async fn each_kind_of_revocation_and_before_in_the_past() {
         "Bearer {}",
         token_with_user(SECRET, "bob@example.org", "u-bob", now)
     );
-    let carol = session(&a, &token_for("carol@example.org")).await;
-    let carol_other = session(&a, &token_for("carol@example.org")).await;
-    let dan = format!("Bearer {}", token_for("dan@example.org"));
+    let carol = session(&a, &a.token_for("carol@example.org")).await;
+    let carol_other = session(&a, &a.token_for("carol@example.org")).await;
+    let dan = format!("Bearer {}", a.token_for("dan@example.org"));
     // The session id, as /auth/me tells it.
     let me = get(&a.url("/auth/me"))
         .header("cookie", &carol)
@@ -168,7 +168,14 @@ async fn each_kind_of_revocation_and_before_in_the_past() {
     let sid = me["session_id"].as_str().expect("a session id").to_string();
 
     for body in [
-        format!(r#"{{"account_id":"{ACCOUNT}","user_id":"u-bob"}}"#),
+        // Bob's token comes from the system clock, the gate's clock stands
+        // still: name the time rather than take the gate's "now".
+        format!(
+            r#"{{"account_id":"{ACCOUNT}","user_id":"u-bob","before":"{}"}}"#,
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_secs(now + 60)
+            )
+        ),
         format!(r#"{{"account_id":"{ACCOUNT}","session_id":"{sid}"}}"#),
         format!(
             r#"{{"account_id":"{ACCOUNT}","user_email":"dan@example.org","before":"2020-01-01T00:00:00Z"}}"#
@@ -199,7 +206,7 @@ async fn logout_through_the_store_kills_a_copied_cookie_everywhere() {
     let b = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
     connected(&a).await;
     connected(&b).await;
-    let cookie = session(&a, &token_for("ada@example.org")).await;
+    let cookie = session(&a, &a.token_for("ada@example.org")).await;
     assert_eq!(status(&b, "cookie", &cookie).await, StatusCode::OK);
     let logout = navigate(&a.url("/auth/logout"))
         .header("cookie", &cookie)
@@ -231,7 +238,7 @@ async fn after_a_store_restart_the_replicas_load_the_whole_set_again() {
     let b = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
     connected(&a).await;
     connected(&b).await;
-    let eve = format!("Bearer {}", token_for("eve@example.org"));
+    let eve = format!("Bearer {}", a.token_for("eve@example.org"));
     store.stop();
     // fail_mode = "open" (the default): the last set keeps serving.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -249,7 +256,7 @@ async fn after_a_store_restart_the_replicas_load_the_whole_set_again() {
     );
     // While the store is down, a third replica starts with a revocation
     // in its TOML; it puts it in the store once the store is back.
-    let mallory = format!("Bearer {}", token_for("mallory@example.org"));
+    let mallory = format!("Bearer {}", a.token_for("mallory@example.org"));
     let soon = std::time::UNIX_EPOCH + Duration::from_secs(unix_now() + 1);
     let entry = format!(
         "[[revocations]]\nemail = \"mallory@example.org\"\nbefore = \"{}\"\n",
@@ -303,7 +310,7 @@ async fn fail_mode_closed_pauses_verified_pages_once_the_set_is_stale() {
     let extra = "fail_mode = \"closed\"\nmax_staleness = \"2s\"";
     let a = Running::start(&replica(&upstream.url(), &store.url(), extra)).await;
     connected(&a).await;
-    let ada = format!("Bearer {}", token_for("ada@example.org"));
+    let ada = format!("Bearer {}", a.token_for("ada@example.org"));
     let first = get(&a.url("/docs/a"))
         .header("authorization", &ada)
         .send()
@@ -484,7 +491,7 @@ async fn a_store_over_tls_with_a_private_ca() {
     let extra = format!("ca_file = \"{}\"", ca_file.display());
     let a = Running::start(&replica(&upstream.url(), &url, &extra)).await;
     connected(&a).await;
-    let eve = format!("Bearer {}", token_for("eve@example.org"));
+    let eve = format!("Bearer {}", a.token_for("eve@example.org"));
     let answer = revoke(
         &a,
         &format!(r#"{{"account_id":"{ACCOUNT}","user_email":"eve@example.org"}}"#),

@@ -470,8 +470,8 @@ async fn a_tunnel_closes_when_its_user_is_revoked() {
     let upstream = EchoUpstream::start().await;
     let gate = start(&upstream.url(), "").await;
     let now = gate.clock.unix_now();
-    let eve = format!("Bearer {}", token_for("eve@example.org"));
-    let ada = format!("Bearer {}", token_for("ada@example.org"));
+    let eve = format!("Bearer {}", gate.token_for("eve@example.org"));
+    let ada = format!("Bearer {}", gate.token_for("ada@example.org"));
     let mut eve_ws = connect(gate.addr, "/live/feed", &[("authorization", &eve)])
         .await
         .expect("eve");

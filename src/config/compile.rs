@@ -503,6 +503,40 @@ fn compile_store(
         .as_str()
         .into_connection_info()
         .map_err(|e| bad_url(format!("not a store URL: {e}")))?;
+    let password = store_password(at, raw, base, watched)?;
+    if let Some(password) = password {
+        let settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(settings);
+    }
+    let max_staleness = at.duration(
+        &raw.max_staleness,
+        "revocation.max_staleness",
+        Duration::from_secs(60),
+    )?;
+    let ca_pem = store_ca(at, raw, parsed.scheme() == "rediss", base, watched)?;
+    let shown = format!(
+        "{}://{}:{}{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or_default(),
+        parsed.port().unwrap_or(6379),
+        parsed.path()
+    );
+    Ok(Some(crate::config::StoreConfig {
+        info,
+        shown,
+        fail_mode: raw.fail_mode.unwrap_or_default(),
+        max_staleness,
+        ca_pem,
+    }))
+}
+
+/// `[revocation]`'s password: from `password_env` or `password_file`.
+fn store_password(
+    at: &Locator<'_>,
+    raw: &RawStore,
+    base: &Path,
+    watched: &mut Vec<WatchedFile>,
+) -> Result<Option<String>, ConfigError> {
     let password = match (&raw.password_env, &raw.password_file) {
         (None, None) => None,
         (Some(var), None) => Some(std::env::var(var.get_ref()).map_err(|_| {
@@ -523,18 +557,20 @@ fn compile_store(
             return Err(at.error(file.span(), "revocation.password_file", why));
         }
     };
-    if let Some(password) = password {
-        let settings = info.redis_settings().clone().set_password(password);
-        info = info.set_redis_settings(settings);
-    }
-    let max_staleness = at.duration(
-        &raw.max_staleness,
-        "revocation.max_staleness",
-        Duration::from_secs(60),
-    )?;
+    Ok(password)
+}
+
+/// `[revocation] ca_file`: a private CA for a `rediss://` store.
+fn store_ca(
+    at: &Locator<'_>,
+    raw: &RawStore,
+    tls: bool,
+    base: &Path,
+    watched: &mut Vec<WatchedFile>,
+) -> Result<Option<Vec<u8>>, ConfigError> {
     let ca_pem = match &raw.ca_file {
         None => None,
-        Some(file) if parsed.scheme() == "rediss" => {
+        Some(file) if tls => {
             let path = base.join(file.get_ref());
             watched.push(WatchedFile::before_reading(path.clone()));
             let pem = std::fs::read(&path).map_err(|e| {
@@ -548,20 +584,7 @@ fn compile_store(
             return Err(at.error(file.span(), "revocation.ca_file", why));
         }
     };
-    let shown = format!(
-        "{}://{}:{}{}",
-        parsed.scheme(),
-        parsed.host_str().unwrap_or_default(),
-        parsed.port().unwrap_or(6379),
-        parsed.path()
-    );
-    Ok(Some(crate::config::StoreConfig {
-        info,
-        shown,
-        fail_mode: raw.fail_mode.unwrap_or_default(),
-        max_staleness,
-        ca_pem,
-    }))
+    Ok(ca_pem)
 }
 
 /// `[forward] attributes`: keys an attribute may have, each once, and the

@@ -43,6 +43,28 @@ impl Config {
                 self.source.display()
             ));
         }
+        out.extend(self.stale_revocations(now));
+        for rule in self.rules.in_precedence_order() {
+            if let Some(why) = never_matches(rule.pattern(), self) {
+                out.push(format!("rule {:?} can never match: {why}", rule.pattern()));
+            }
+            for key in rule.unmeetable() {
+                out.push(format!(
+                    "pages[{}] (path {:?}): no token can meet require.{key}: its list is \
+                     empty, or every value is longer than 128 characters or has a control \
+                     character; nobody will see this page",
+                    rule.index(),
+                    rule.pattern()
+                ));
+            }
+        }
+        out
+    }
+
+    /// `[[revocations]]` older than the longest credential lifetime: every
+    /// credential they refuse has expired, so they can be deleted.
+    fn stale_revocations(&self, now: std::time::SystemTime) -> Vec<String> {
+        let mut out = Vec::new();
         let longest = self
             .verification
             .token_ttl
@@ -57,20 +79,6 @@ impl Config {
                     "revocations[{index}] is older than the longest credential lifetime \
                      ({}): every credential it refuses has expired; it can be deleted",
                     humantime::format_duration(longest)
-                ));
-            }
-        }
-        for rule in self.rules.in_precedence_order() {
-            if let Some(why) = never_matches(rule.pattern(), self) {
-                out.push(format!("rule {:?} can never match: {why}", rule.pattern()));
-            }
-            for key in rule.unmeetable() {
-                out.push(format!(
-                    "pages[{}] (path {:?}): no token can meet require.{key}: its list is \
-                     empty, or every value is longer than 128 characters or has a control \
-                     character; nobody will see this page",
-                    rule.index(),
-                    rule.pattern()
                 ));
             }
         }
