@@ -9,9 +9,17 @@ use hyper_util::rt::TokioExecutor;
 /// The W3C key under which element references travel.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// One browser at a time in this test binary: the tests run in parallel,
+/// and several Chromiums starting at once on a small, busy machine can
+/// take longer than a WebDriver call may.
+static ONE_AT_A_TIME: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Arc::default);
+
 /// Chromium under chromedriver, in a fresh profile. Dropping it ends the
 /// session and kills chromedriver (and with it the browser) by PID.
 pub(crate) struct Browser {
+    /// Held for the browser's life (see [`ONE_AT_A_TIME`]).
+    _turn: tokio::sync::OwnedMutexGuard<()>,
     base: String,
     session: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -22,6 +30,7 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) async fn launch(chromium: &str, chromedriver: &str) -> Browser {
+        let turn = Arc::clone(&ONE_AT_A_TIME).lock_owned().await;
         let port = free_port();
         let driver = std::process::Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -31,6 +40,7 @@ impl Browser {
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
         let mut browser = Browser {
+            _turn: turn,
             base: format!("http://127.0.0.1:{port}"),
             session: String::new(),
             client: Client::builder(TokioExecutor::new()).build_http(),
