@@ -179,12 +179,9 @@ async fn https_upstream(pki: &Pki) -> std::net::SocketAddr {
     https_upstream_with(pki, &[b"h2", b"http/1.1"]).await.0
 }
 
-/// An HTTPS upstream offering the `alpn` protocols, and a count of the TCP
-/// connections it accepted.
-async fn https_upstream_with(
-    pki: &Pki,
-    alpn: &[&[u8]],
-) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+/// A TLS acceptor for an upstream with `pki`'s certificate, offering the
+/// `alpn` protocols.
+fn upstream_acceptor(pki: &Pki, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
@@ -199,7 +196,16 @@ async fn https_upstream_with(
     .with_single_cert(chain, key)
     .expect("server config");
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTPS upstream offering the `alpn` protocols, and a count of the TCP
+/// connections it accepted.
+async fn https_upstream_with(
+    pki: &Pki,
+    alpn: &[&[u8]],
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let acceptor = upstream_acceptor(pki, alpn);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -446,21 +452,7 @@ async fn a_websocket_reaches_an_https_upstream_over_http1() {
     let pki = pki();
     let dir = tempfile::tempdir().expect("dir");
     let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .expect("chain");
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).expect("key");
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = upstream_acceptor(&pki, &[b"h2", b"http/1.1"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
