@@ -12,3 +12,4 @@ pub(crate) mod store;
 
 pub use admin::{probe_upstream, serve as serve_admin};
 pub use reload::{on_sighup, watch_files, WATCH_INTERVAL};
+pub use store::follow as follow_revocations;

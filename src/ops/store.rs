@@ -106,8 +106,10 @@ pub(crate) async fn revoke(gate: &Gate, subject: &Subject, before: u64) -> Resul
 /// Follow the store for as long as the gate runs: connect, subscribe,
 /// load the whole set, apply what is published; on any failure keep the
 /// set, log once per outage, and retry with backoff (0.1 s doubling to
-/// 10 s).
-pub(crate) async fn follow(gate: Arc<Gate>) {
+/// 10 s). Returns at once without a `[revocation]` store. The proxy
+/// (`run`, `serve`, `serve_on`) spawns it itself; an application gated by
+/// [`crate::GateLayer`] spawns it once beside its server.
+pub async fn follow(gate: Arc<Gate>) {
     let mut backoff = Duration::from_millis(100);
     let mut in_outage = false;
     loop {
