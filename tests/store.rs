@@ -55,6 +55,13 @@ async fn until(
     }
 }
 
+/// A replica on `store`, once it says it is connected.
+async fn connected_replica(upstream: &str, store: &str, extra: &str) -> Running {
+    let running = Running::start(&replica(upstream, store, extra)).await;
+    connected(&running).await;
+    running
+}
+
 /// The metrics say the store is connected.
 async fn connected(gate: &Running) {
     for _ in 0..250 {
@@ -84,10 +91,8 @@ async fn a_user_revoked_through_one_replica_is_refused_by_the_other_within_a_sec
     }
     let store = StoreServer::start().await;
     let upstream = RecordingUpstream::start().await;
-    let a = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    let b = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    connected(&a).await;
-    connected(&b).await;
+    let a = connected_replica(&upstream.url(), &store.url(), "").await;
+    let b = connected_replica(&upstream.url(), &store.url(), "").await;
     let eve = a.token_for("eve@example.org");
     let ada = a.token_for("ada@example.org");
     let eve_on_b = session(&b, &eve).await;
@@ -149,8 +154,7 @@ async fn each_kind_of_revocation_and_before_in_the_past() {
     }
     let store = StoreServer::start().await;
     let upstream = RecordingUpstream::start().await;
-    let a = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    connected(&a).await;
+    let a = connected_replica(&upstream.url(), &store.url(), "").await;
     let now = unix_now();
     let bob = format!(
         "Bearer {}",
@@ -202,10 +206,8 @@ async fn logout_through_the_store_kills_a_copied_cookie_everywhere() {
     }
     let store = StoreServer::start().await;
     let upstream = RecordingUpstream::start().await;
-    let a = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    let b = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    connected(&a).await;
-    connected(&b).await;
+    let a = connected_replica(&upstream.url(), &store.url(), "").await;
+    let b = connected_replica(&upstream.url(), &store.url(), "").await;
     let cookie = session(&a, &a.token_for("ada@example.org")).await;
     assert_eq!(status(&b, "cookie", &cookie).await, StatusCode::OK);
     let logout = navigate(&a.url("/auth/logout"))
@@ -234,10 +236,8 @@ async fn after_a_store_restart_the_replicas_load_the_whole_set_again() {
     }
     let mut store = StoreServer::start().await;
     let upstream = RecordingUpstream::start().await;
-    let a = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    let b = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    connected(&a).await;
-    connected(&b).await;
+    let a = connected_replica(&upstream.url(), &store.url(), "").await;
+    let b = connected_replica(&upstream.url(), &store.url(), "").await;
     let eve = format!("Bearer {}", a.token_for("eve@example.org"));
     store.stop();
     // fail_mode = "open" (the default): the last set keeps serving.
@@ -308,8 +308,7 @@ async fn fail_mode_closed_pauses_verified_pages_once_the_set_is_stale() {
     let mut store = StoreServer::start().await;
     let upstream = RecordingUpstream::start().await;
     let extra = "fail_mode = \"closed\"\nmax_staleness = \"2s\"";
-    let a = Running::start(&replica(&upstream.url(), &store.url(), extra)).await;
-    connected(&a).await;
+    let a = connected_replica(&upstream.url(), &store.url(), extra).await;
     let ada = format!("Bearer {}", a.token_for("ada@example.org"));
     let first = get(&a.url("/docs/a"))
         .header("authorization", &ada)
@@ -349,8 +348,7 @@ async fn the_revoke_api_refuses_bad_calls_like_the_token_api() {
     }
     let store = StoreServer::start().await;
     let upstream = RecordingUpstream::start().await;
-    let a = Running::start(&replica(&upstream.url(), &store.url(), "")).await;
-    connected(&a).await;
+    let a = connected_replica(&upstream.url(), &store.url(), "").await;
     let wrong_secret = request(Method::POST, &a.url("/auth/api/revoke"))
         .bearer(OTHER_SECRET)
         .body(format!(
@@ -489,8 +487,7 @@ async fn a_store_over_tls_with_a_private_ca() {
     let upstream = RecordingUpstream::start().await;
     let url = format!("rediss://127.0.0.1:{}/0", store.port);
     let extra = format!("ca_file = \"{}\"", ca_file.display());
-    let a = Running::start(&replica(&upstream.url(), &url, &extra)).await;
-    connected(&a).await;
+    let a = connected_replica(&upstream.url(), &url, &extra).await;
     let eve = format!("Bearer {}", a.token_for("eve@example.org"));
     let answer = revoke(
         &a,

@@ -90,7 +90,14 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn into_response(self) -> OwnResponse {
+    /// The refusal, counted under its label: how every API call ends
+    /// when it fails.
+    pub(crate) fn answer(self, metrics: &crate::ops::metrics::Metrics) -> OwnResponse {
+        metrics.api_failure(self.label());
+        self.into_response()
+    }
+
+    fn into_response(self) -> OwnResponse {
         let retry_after = match self {
             ApiError::RateLimited(wait) => Some(wait.as_secs().max(1)),
             _ => None,
@@ -183,10 +190,7 @@ where
             caller.metrics.minted();
             response
         }
-        Err(error) => {
-            caller.metrics.api_failure(error.label());
-            error.into_response()
-        }
+        Err(error) => error.answer(caller.metrics),
     }
 }
 

@@ -239,6 +239,21 @@ fn set_identity(
     Ok(())
 }
 
+/// The items of a comma-separated header list (`Connection`, `Upgrade`,
+/// `Accept`), trimmed, across every copy of the header; values that are
+/// not text contribute none.
+pub(crate) fn list_items(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
 /// The address a request came from: the peer, or, when the peer is a
 /// trusted proxy, the last address in `X-Forwarded-For` that is not one
 /// (each proxy appends the address it saw, so the entries right of it are
@@ -319,12 +334,8 @@ fn strip_connection_named(headers: &mut HeaderMap) {
     if !headers.contains_key(header::CONNECTION) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = list_items(headers, header::CONNECTION)
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);

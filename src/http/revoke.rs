@@ -41,10 +41,7 @@ where
 {
     match revoke(gate, caller, request, now).await {
         Ok(response) => response,
-        Err(error) => {
-            caller.metrics.api_failure(error.label());
-            error.into_response()
-        }
+        Err(error) => error.answer(caller.metrics),
     }
 }
 

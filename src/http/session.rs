@@ -28,16 +28,11 @@ pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            item.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case(media_type))
-        })
+    crate::http::headers::list_items(headers, header::ACCEPT).any(|item| {
+        item.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(media_type))
+    })
 }
 
 /// The claims of a new session for the user a token vouched for, with a

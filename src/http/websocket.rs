@@ -32,12 +32,7 @@ pub(crate) struct Handshake {
 /// Whether `name`'s comma-separated values hold `token`
 /// (case-insensitively).
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
+    crate::http::headers::list_items(headers, name).any(|item| item.eq_ignore_ascii_case(token))
 }
 
 /// The WebSocket handshake a request makes, if it makes one: `Upgrade`

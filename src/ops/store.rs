@@ -82,14 +82,7 @@ pub(crate) async fn revoke(gate: &Gate, subject: &Subject, before: u64) -> Resul
         return Err(StoreError::NotConfigured);
     }
     let mut writer = gate.store_link().writer().ok_or(StoreError::Unreachable)?;
-    let (prefix, channel) = names(&config);
-    let key = format!("{prefix}{}:{}", subject.kind(), subject.value());
-    let message = format!("{}:{}:{before}", subject.kind(), subject.value());
-    let write = async {
-        let () = writer.set_ex(&key, before, keep_for(&config)).await?;
-        let _receivers: i64 = writer.publish(&channel, &message).await?;
-        Ok::<_, redis::RedisError>(())
-    };
+    let write = write_record(&mut writer, &config, subject, before, keep_for(&config));
     match tokio::time::timeout(Duration::from_secs(5), write).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -213,7 +206,7 @@ async fn share_config_entries(
     config: &Config,
     now: u64,
 ) -> redis::RedisResult<()> {
-    let (prefix, channel) = names(config);
+    let (prefix, _channel) = names(config);
     let keep = keep_for(config);
     for (subject, before) in &config.revocation_entries {
         let left = before.saturating_add(keep).saturating_sub(now);
@@ -225,10 +218,25 @@ async fn share_config_entries(
         if held.is_some_and(|held| held >= *before) {
             continue;
         }
-        let () = conn.set_ex(&key, before, left).await?;
-        let message = format!("{}:{}:{before}", subject.kind(), subject.value());
-        let _receivers: i64 = conn.publish(&channel, &message).await?;
+        write_record(conn, config, subject, *before, left).await?;
     }
+    Ok(())
+}
+
+/// One revocation in the store, kept `ttl` seconds, and published as
+/// `<kind>:<value>:<before>` ([`apply`] reads it back).
+async fn write_record(
+    conn: &mut redis::aio::MultiplexedConnection,
+    config: &Config,
+    subject: &Subject,
+    before: u64,
+    ttl: u64,
+) -> redis::RedisResult<()> {
+    let (prefix, channel) = names(config);
+    let key = format!("{prefix}{}:{}", subject.kind(), subject.value());
+    let () = conn.set_ex(&key, before, ttl).await?;
+    let message = format!("{}:{}:{before}", subject.kind(), subject.value());
+    let _receivers: i64 = conn.publish(&channel, &message).await?;
     Ok(())
 }
 
