@@ -1073,38 +1073,46 @@ fn compile_pages(
             stream_idle_timeout,
         });
     }
-    RuleSet::compile(specs, RuleOptions { case_insensitive }).map_err(|e| {
-        let page = raw.get(e.index).map(Spanned::get_ref);
-        let field = match e.kind {
-            RuleErrorKind::BadMethod(_) | RuleErrorKind::MethodsOverlap(_) => "methods",
-            RuleErrorKind::BadEmail(_) => "allow_emails",
-            RuleErrorKind::BadDomain(_) => "allow_domains",
-            RuleErrorKind::BadGroup(_) => "allow_groups",
-            RuleErrorKind::BadRequireKey(_) => "require",
-            RuleErrorKind::NarrowsPublic => "access",
-            _ => "path",
-        };
-        // The methods list has its own line; the other keys are told by
-        // the entry's path line.
-        let span = match (field, page) {
-            (
-                "methods",
-                Some(RawPage {
-                    methods: Some(m), ..
-                }),
-            ) => m.span(),
-            (_, Some(p)) => p.path.span(),
-            _ => 0..0,
-        };
-        let mut message = e.to_string();
-        if let Some(other) = e.other.and_then(|o| raw.get(o)) {
-            message.push_str(&format!(
-                " (the other rule is on line {})",
-                at.line_of(other.get_ref().path.span().start)
-            ));
-        }
-        at.error(span, &format!("pages[{}].{field}", e.index), message)
-    })
+    RuleSet::compile(specs, RuleOptions { case_insensitive }).map_err(|e| page_error(at, raw, &e))
+}
+
+/// A rule's error, at the key it is about: the `methods` list's own line,
+/// else the entry's `path` line; and the line of the rule it clashes with.
+fn page_error(
+    at: &Locator<'_>,
+    raw: &[Spanned<RawPage>],
+    e: &crate::access::rules::RuleError,
+) -> ConfigError {
+    let page = raw.get(e.index).map(Spanned::get_ref);
+    let field = match e.kind {
+        RuleErrorKind::BadMethod(_) | RuleErrorKind::MethodsOverlap(_) => "methods",
+        RuleErrorKind::BadEmail(_) => "allow_emails",
+        RuleErrorKind::BadDomain(_) => "allow_domains",
+        RuleErrorKind::BadGroup(_) => "allow_groups",
+        RuleErrorKind::BadRequireKey(_) => "require",
+        RuleErrorKind::NarrowsPublic => "access",
+        _ => "path",
+    };
+    // The methods list has its own line; the other keys are told by
+    // the entry's path line.
+    let span = match (field, page) {
+        (
+            "methods",
+            Some(RawPage {
+                methods: Some(m), ..
+            }),
+        ) => m.span(),
+        (_, Some(p)) => p.path.span(),
+        _ => 0..0,
+    };
+    let mut message = e.to_string();
+    if let Some(other) = e.other.and_then(|o| raw.get(o)) {
+        message.push_str(&format!(
+            " (the other rule is on line {})",
+            at.line_of(other.get_ref().path.span().start)
+        ));
+    }
+    at.error(span, &format!("pages[{}].{field}", e.index), message)
 }
 
 #[cfg(test)]
