@@ -42,10 +42,15 @@ pub(crate) enum TlsError {
     },
 }
 
-/// The crypto provider every TLS configuration here uses (ring: small,
-/// no C toolchain beyond a compiler, no cmake).
+/// The crypto provider every TLS configuration here uses: ring by default
+/// (small, builds with a C compiler alone), aws-lc-rs with the `aws-lc-rs`
+/// feature (docs/benchmarks.md compares the two).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 /// Load a certificate chain and its private key, checking they match.
