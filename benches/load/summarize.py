@@ -22,7 +22,8 @@ NAMES = {
     "Q2": f"Q2 portal-gate, 2 workers, CPU quota {2 * QUOTA:g} core",
 }
 FIELDS = ["phase", "cfg", "round", "conns", "rps", "p50_us", "p99_us", "requests",
-          "non2xx", "sockerr", "wrk_cpu_s", "proxy_cpu_s", "upstream_cpu_s", "wall_s", "busy_s", "proxy_sys_s"]
+          "non2xx", "sockerr", "wrk_cpu_s", "proxy_cpu_s", "upstream_cpu_s", "wall_s", "busy_s", "proxy_sys_s",
+          "accepts", "mean_us", "max_us"]
 
 
 def load(path):
