@@ -11,7 +11,7 @@ pg_die() { pg_log "error: $*"; exit 1; }
 
 # The tools the scripts need, as <command>:<Debian package>; a script that
 # needs more appends to PG_TOOLS before pg_need_tools.
-PG_TOOLS=(nginx:nginx wrk:wrk curl:curl taskset:util-linux python3:python3)
+PG_TOOLS=(nginx:nginx caddy:caddy wrk:wrk curl:curl taskset:util-linux python3:python3)
 
 # Install the missing PG_TOOLS with apt-get (needs root).
 pg_need_tools() {
@@ -58,6 +58,7 @@ pg_build() {
 pg_tool_version() {
     case $1 in
         nginx) nginx -v 2>&1 | sed 's/^nginx version: //' ;;
+        caddy) echo "$(caddy version 2>/dev/null) ($(caddy build-info 2>/dev/null | awk '$1 == "go" {print $2}'))" ;;
         wrk) wrk -v 2>&1 | head -1 | awk '{print $2}' ;;
         *) echo '?' ;;
     esac
@@ -238,6 +239,90 @@ pg_nginx_verifier() {
         }
     }
 EOF
+}
+
+# Caddy's global options: no admin endpoint, no automatic HTTPS, storage
+# under <dir> (its autosaved config too, by pg_caddy_start's XDG dirs), only
+# errors logged (Caddy keeps no access log without a `log` directive in a
+# site); HTTP/1.1, HTTP/2 (by ALPN over TLS) and h2c (on plain listeners),
+# no HTTP/3.
+pg_caddy_head() {
+    cat <<EOF
+{
+    admin off
+    auto_https off
+    storage file_system $1/caddy-data
+    log {
+        output stderr
+        level ERROR
+    }
+    servers {
+        protocols h1 h2 h2c
+    }
+}
+EOF
+}
+
+# The transport of Caddy's proxy hops: keep-alive as nginx's upstream
+# blocks (64 idle connections, no limit on requests per connection).
+pg_caddy_transport() {
+    cat <<EOF
+            transport http {
+                keepalive 75s
+                keepalive_idle_conns 64
+                keepalive_idle_conns_per_host 64
+            }
+EOF
+}
+
+# A Caddy site on <address> (http://127.0.0.1:PORT or https://...) that
+# proxies to the page server on <upstream port>. Further arguments are
+# lines placed first in the site (a `tls` directive).
+pg_caddy_proxy_site() {
+    local addr=$1 up=$2
+    shift 2
+    echo "$addr {"
+    echo "    bind 127.0.0.1"
+    (($#)) && printf '    %s\n' "$@"
+    echo "    reverse_proxy 127.0.0.1:$up {"
+    pg_caddy_transport
+    echo "    }"
+    echo "}"
+}
+
+# Like pg_caddy_proxy_site, with forward_auth to the verifier on
+# <verifier port> (pg_nginx_verifier) before the proxy: Caddy's
+# counterpart of nginx auth_request.
+pg_caddy_auth_site() {
+    local addr=$1 ver=$2 up=$3
+    shift 3
+    echo "$addr {"
+    echo "    bind 127.0.0.1"
+    (($#)) && printf '    %s\n' "$@"
+    echo "    route {"
+    echo "        forward_auth 127.0.0.1:$ver {"
+    echo "            uri /_auth"
+    pg_caddy_transport
+    echo "        }"
+    echo "        reverse_proxy 127.0.0.1:$up {"
+    pg_caddy_transport
+    echo "        }"
+    echo "    }"
+    echo "}"
+}
+
+# Check the Caddyfile <file> and start Caddy with it on <cpus>, output in
+# <log>: GOMAXPROCS=1 (one core, as nginx's one worker), HOME and the XDG
+# directories under <dir>. One process; sets PG_LAST_PID.
+pg_caddy_start() {
+    local cpus=$1 dir=$2 file=$3 log=$4
+    local envs=(env GOMAXPROCS=1 HOME="$dir/caddy-home" XDG_CONFIG_HOME="$dir/caddy-home/config"
+        XDG_DATA_HOME="$dir/caddy-home/data")
+    mkdir -p "$dir/caddy-home"
+    "${envs[@]}" caddy fmt --overwrite "$file" >/dev/null 2>&1 || true # Caddy warns about anything but its own layout
+    "${envs[@]}" caddy validate --adapter caddyfile --config "$file" >"$log.validate" 2>&1 ||
+        pg_die "$file invalid: $(tail -3 "$log.validate")"
+    pg_start "$cpus" "$log" "${envs[@]}" caddy run --adapter caddyfile --config "$file"
 }
 
 # The benches' gate config: the page server on <upstream port>, `/pub/**`

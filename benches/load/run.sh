@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark: portal-gate against nginx and the direct path.
+# Load benchmark: portal-gate against nginx, Caddy and the direct path.
 #
 #   benches/load/run.sh                 # defaults: ROUNDS=3 DURATION=8s, ~4 minutes
 #   SCALE=1 benches/load/run.sh         # also the 1-vs-2-worker scaling section
@@ -12,14 +12,19 @@
 #   D  portal-gate, verified path, cache_capacity = 0 (decrypt every request)
 #   E  nginx proxy_pass in front of the upstream (keepalive upstream)
 #   F  nginx auth_request to a header-comparing verifier block, then proxy_pass
-# and drives each with wrk (HTTP/1.1 keep-alive), interleaved A..F per round.
+#   G  Caddy reverse_proxy to the same upstream (keep-alive upstream)
+#   H  Caddy forward_auth to F's verifier block, then reverse_proxy
+# and drives each with wrk (HTTP/1.1 keep-alive), interleaved A..H per round.
 # wrk is pinned to core LOAD_CPU (0), every server to core SERVER_CPU (1);
-# nginx runs one worker, and portal-gate under `taskset -c 1` runs one
-# worker thread (it counts the cores of its CPU affinity mask).
+# nginx runs one worker, Caddy runs with GOMAXPROCS=1, and portal-gate
+# under `taskset -c 1` runs one worker thread (it counts the cores of its
+# CPU affinity mask). F's and H's verifier runs in the nginx proxy process,
+# so their proxy CPU includes it (H's is Caddy's plus that nginx's).
+# HTTPS, new connections and HTTP/2: benches/load/tls.sh.
 #
 # Environment (defaults):
 #   ROUNDS=3 DURATION=8s CONNS=32 WARMUP=2s  rounds, length and connections of the load runs
-#   CONFIGS="A B C D E F"                   which configurations to run
+#   CONFIGS="A B C D E F G H"               which configurations to run
 #   LAT1=1 LAT1_ROUNDS=2 LAT1_DURATION=3s   also a 1-connection latency pass
 #   SCALE=0|1|only                           core-scaling section (see docs/benchmarks.md)
 #   SCALE_QUOTA=0.3                          CPU quota per worker (cores) of the Q1/Q2 scaling gates
@@ -46,7 +51,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 WARMUP=${WARMUP:-2s}
-CONFIGS=${CONFIGS:-A B C D E F}
+CONFIGS=${CONFIGS:-A B C D E F G H}
 LAT1=${LAT1:-1}
 LAT1_ROUNDS=${LAT1_ROUNDS:-2}
 LAT1_DURATION=${LAT1_DURATION:-3s}
@@ -73,14 +78,14 @@ RESULTS_TSV=$PG_TMP/results.tsv
 BIN=$PG_TMP/portal-gate
 pg_build "$ROOT" "$BIN"
 
-read -r P_UP P_NGX P_AUTH P_VER P_GATE P_GATE0 P_S1 P_S2 P_Q1 P_Q2 < <(pg_free_ports 10)
+read -r P_UP P_NGX P_AUTH P_VER P_CADDY P_CAUTH P_GATE P_GATE0 P_S1 P_S2 P_Q1 P_Q2 < <(pg_free_ports 12)
 
 # ---- the machine and the tools -------------------------------------------
 {
-    pg_machine_info nginx wrk
+    pg_machine_info nginx caddy wrk
     echo "gate:      $(pg_gate_version "$ROOT" "$BIN")"
     echo "loadavg:   $(cut -d' ' -f1-3 /proc/loadavg) at start"
-    echo "load:      wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, wrk on core $LOAD_CPU, servers on core $SERVER_CPU (upstream on $UPSTREAM_CPU), nice $NICE"
+    echo "load:      wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, wrk on core $LOAD_CPU, servers on core $SERVER_CPU (upstream on $UPSTREAM_CPU), nice $NICE; nginx 1 worker, caddy GOMAXPROCS=1"
 } | tee "$PG_TMP/machine.txt" >&2
 
 # ---- the upstream and the nginx proxies -----------------------------------
@@ -99,6 +104,18 @@ UP_PID=$PG_LAST_PID
 pg_nginx_start "$SERVER_CPU" proxy
 NGX_PID=$PG_LAST_PID
 
+# ---- Caddy: G reverse_proxy, H forward_auth to the same verifier ------------
+CADDY_PID=
+if [[ " $CONFIGS " == *" G "* || " $CONFIGS " == *" H "* ]] && [[ $SCALE != only ]]; then
+    {
+        pg_caddy_head "$PG_TMP"
+        pg_caddy_proxy_site "http://127.0.0.1:$P_CADDY" "$P_UP"
+        pg_caddy_auth_site "http://127.0.0.1:$P_CAUTH" "$P_VER" "$P_UP"
+    } >"$PG_TMP/Caddyfile"
+    pg_caddy_start "$SERVER_CPU" "$PG_TMP" "$PG_TMP/Caddyfile" "$PG_TMP/caddy.log"
+    CADDY_PID=$PG_LAST_PID
+fi
+
 # ---- portal-gate ----------------------------------------------------------
 SECRET=$("$BIN" secret)
 gate_config() { pg_gate_config "$P_UP" "$SECRET" "$1"; } # <cache_capacity>
@@ -114,7 +131,7 @@ start_gate() { # <cpus> <port> <config> [serve args...]
 }
 
 declare -A NAMES=([A]="A direct" [B]="B gate public" [C]="C gate cache hit" [D]="D gate cache off"
-    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers"
+    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [G]="G caddy reverse_proxy" [H]="H caddy forward_auth" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers"
     [Q1]="Q1 gate 1 worker, quota" [Q2]="Q2 gate 2 workers, quota")
 declare -A URL HDR PROXY
 if [[ $SCALE != only ]]; then
@@ -146,6 +163,15 @@ pg_expect 200 "${URL[A]}"
 pg_expect 200 "${URL[E]}"
 pg_expect 200 "${URL[F]}" -H "${HDR[F]}"
 pg_expect 401 "${URL[F]}"
+if [[ -n $CADDY_PID ]]; then
+    URL[G]=http://127.0.0.1:$P_CADDY/priv/page.html HDR[G]="" PROXY[G]=$CADDY_PID
+    # H's verifier is a server block of the nginx proxy: its CPU counts too.
+    URL[H]=http://127.0.0.1:$P_CAUTH/priv/page.html HDR[H]="Authorization: Bearer x" PROXY[H]="$CADDY_PID $NGX_PID"
+    pg_wait_http "${URL[G]}"
+    pg_expect 200 "${URL[G]}"
+    pg_expect 200 "${URL[H]}" -H "${HDR[H]}"
+    pg_expect 401 "${URL[H]}"
+fi
 if [[ $SCALE != only ]]; then
     URL[B]=http://127.0.0.1:$P_GATE/pub/page.html HDR[B]="" PROXY[B]=$GATE_PID
     URL[C]=http://127.0.0.1:$P_GATE/priv/page.html HDR[C]="Authorization: Bearer $TOKEN" PROXY[C]=$GATE_PID

@@ -16,6 +16,8 @@ NAMES = {
     "D": "D portal-gate, verified, cache off",
     "E": "E nginx proxy_pass",
     "F": "F nginx auth_request",
+    "G": "G Caddy reverse_proxy",
+    "H": "H Caddy forward_auth",
     "S1": "S1 portal-gate, 1 worker (cores 0-1)",
     "S2": "S2 portal-gate, 2 workers (cores 0-1)",
     "Q1": f"Q1 portal-gate, 1 worker, CPU quota {QUOTA:g} core",
@@ -86,19 +88,21 @@ def summarize(rows, phase):
     return out
 
 
+def ratio(x, base):
+    return f"{x / base:.2f}" if base else "–"
+
+
 def load_table(s):
-    a = s.get("A", {}).get("rps")
-    e = s.get("E", {}).get("rps")
-    print("| configuration | req/s (median) | min–max | × direct | × nginx proxy_pass "
+    a, e, f = (s.get(k, {}).get("rps") for k in "AEF")
+    print("| configuration | req/s (median) | min–max | × direct | × nginx proxy_pass | × nginx auth_request "
           "| p50 | p99 | proxy CPU µs/req | upstream CPU µs/req | server core busy | wrk core busy | other CPU |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cfg in sorted(s):
         x = s[cfg]
-        ra = f"{x['rps'] / a:.2f}" if a else "–"
-        re_ = f"{x['rps'] / e:.2f}" if e else "–"
         proxy = f"{x['proxy_us']:.1f}" if cfg != "A" else "–"
         print(f"| {NAMES.get(cfg, cfg)} | {x['rps']:,.0f} | {x['rps_min']:,.0f}–{x['rps_max']:,.0f} "
-              f"| {ra} | {re_} | {fmt_us(x['p50'])} | {fmt_us(x['p99'])} | {proxy} "
+              f"| {ratio(x['rps'], a)} | {ratio(x['rps'], e)} | {ratio(x['rps'], f)} "
+              f"| {fmt_us(x['p50'])} | {fmt_us(x['p99'])} | {proxy} "
               f"| {x['up_us']:.1f} | {x['srv_busy'] * 100:.0f}% | {x['wrk_busy'] * 100:.0f}% | {x['other']:.2f} |")
     bad = sum(x["bad"] for x in s.values())
     if bad:
@@ -121,6 +125,26 @@ def cost_table(s):
         cells = [f"{t_ / t:.2f}" if t_ else "–" for t_ in (a, e, f)]
         print(f"| {NAMES.get(cfg, cfg)} | {proxy} | {sys_} | {x['up_us']:.1f} | {t:.1f} | {1e6 / t:,.0f} | "
               + " | ".join(cells) + " |")
+
+
+def peers_table(s, gate="C"):
+    """The gate's cache hit against each peer of the same run: the plain
+    proxies (what the gate costs as a proxy) and the gating proxies (what
+    it costs against the usual way of putting a check in front)."""
+    if gate not in s:
+        return
+    g = s[gate]
+    gtot = g["proxy_us"] + g["up_us"]
+    print(f"| peer | kind | peer req/s | {gate} req/s ÷ peer | peer server core µs/req "
+          f"| {gate} ÷ peer, req/s per server core | peer p99 | {gate} p99 − peer p99 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for cfg, kind in (("E", "plain proxy"), ("G", "plain proxy"), ("F", "gating proxy"), ("H", "gating proxy")):
+        if cfg not in s:
+            continue
+        x = s[cfg]
+        tot = x["proxy_us"] + x["up_us"]
+        print(f"| {NAMES.get(cfg, cfg)} | {kind} | {x['rps']:,.0f} | {g['rps'] / x['rps']:.2f} | {tot:.1f} "
+              f"| {tot / gtot:.2f} | {fmt_us(x['p99'])} | {sfmt(g['p99'] - x['p99'])} |")
 
 
 def lat_table(s, base):
@@ -205,6 +229,10 @@ def main():
         print("### CPU cost per request (medians; robust to other load on the machine)\n")
         cost_table(load_s)
         print()
+        if "C" in load_s and any(k in load_s for k in "EFGH"):
+            print("### The gate's cache hit (C) against each peer (plain and gating proxies)\n")
+            peers_table(load_s)
+            print()
     if lat_s:
         print("### Latency with one connection (wrk -t1 -c1: no queueing, the cost of the hop)\n")
         lat_table(lat_s, lat_s.get("A"))
