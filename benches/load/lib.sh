@@ -4,6 +4,10 @@
 # process this starts is recorded by PID and stopped by PID on exit.
 
 PG_PIDS=()   # processes we started, in start order
+# Idle keep-alive connections a proxy keeps to the upstream and to the
+# verifier: nginx's `keepalive`, Caddy's keepalive_idle_conns. At least
+# the requests in flight, or the proxy closes and reopens connections.
+PG_UPSTREAM_IDLE=${PG_UPSTREAM_IDLE:-64}
 PG_CGROUPS=() # cgroups we created (pg_cpu_quota), removed on cleanup
 
 pg_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -11,7 +15,8 @@ pg_die() { pg_log "error: $*"; exit 1; }
 
 # The tools the scripts need, as <command>:<Debian package>; a script that
 # needs more appends to PG_TOOLS before pg_need_tools.
-PG_TOOLS=(nginx:nginx caddy:caddy wrk:wrk curl:curl taskset:util-linux python3:python3)
+PG_TOOLS=(nginx:nginx caddy:caddy wrk:wrk h2load:nghttp2-client curl:curl openssl:openssl
+    taskset:util-linux python3:python3)
 
 # Install the missing PG_TOOLS with apt-get (needs root).
 pg_need_tools() {
@@ -60,6 +65,8 @@ pg_tool_version() {
         nginx) nginx -v 2>&1 | sed 's/^nginx version: //' ;;
         caddy) echo "$(caddy version 2>/dev/null) ($(caddy build-info 2>/dev/null | awk '$1 == "go" {print $2}'))" ;;
         wrk) wrk -v 2>&1 | head -1 | awk '{print $2}' ;;
+        h2load) h2load --version 2>&1 | awk '{print $2}' ;;
+        openssl) openssl version ;;
         *) echo '?' ;;
     esac
 }
@@ -181,12 +188,13 @@ pg_upstream_start() {
 }
 
 # The nginx `portal` upstream: keep-alive connections to the page server on
-# <port> (no reconnect every 1 000 requests).
+# <port> (PG_UPSTREAM_IDLE of them idle, no reconnect every 1 000 requests).
 pg_nginx_portal_upstream() {
-    echo "    upstream portal { server 127.0.0.1:$1; keepalive 64; keepalive_requests 1000000; }"
+    echo "    upstream portal { server 127.0.0.1:$1; keepalive $PG_UPSTREAM_IDLE; keepalive_requests 1000000; }"
 }
 
 # An nginx server block on <port> that proxies everything to `portal`.
+# <port> may carry listen parameters: "8443 ssl http2", "8080 http2" (h2c).
 pg_nginx_proxy_server() {
     cat <<EOF
     server {
@@ -200,9 +208,9 @@ pg_nginx_proxy_server() {
 EOF
 }
 
-# An nginx server block on <port> that asks the `verifier` upstream
-# (pg_nginx_verifier) about each request with auth_request, then proxies
-# it to `portal`.
+# An nginx server block on <port> (with listen parameters, as above) that
+# asks the `verifier` upstream (pg_nginx_verifier) about each request with
+# auth_request, then proxies it to `portal`.
 pg_nginx_auth_server() {
     cat <<EOF
     server {
@@ -230,7 +238,7 @@ EOF
 # keep-alive upstream `verifier` pointing to it (one loopback hop away).
 pg_nginx_verifier() {
     cat <<EOF
-    upstream verifier { server 127.0.0.1:$1; keepalive 64; keepalive_requests 1000000; }
+    upstream verifier { server 127.0.0.1:$1; keepalive $PG_UPSTREAM_IDLE; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:$1;
         location / {
@@ -239,6 +247,38 @@ pg_nginx_verifier() {
         }
     }
 EOF
+}
+
+# TLS for the `listen ... ssl` servers of an nginx http block: the
+# certificate <cert> with key <key>, TLS 1.3 only. Session tickets and
+# the session cache stay at nginx's defaults (tickets on, cache none).
+pg_nginx_tls() {
+    cat <<EOF
+    ssl_certificate $1;
+    ssl_certificate_key $2;
+    ssl_protocols TLSv1.3;
+EOF
+}
+
+# A self-signed ECDSA P-256 certificate for 127.0.0.1 and localhost:
+# <dir>/cert.pem and <dir>/key.pem (PKCS#8).
+pg_make_cert() {
+    local dir=$1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" -subj /CN=localhost \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >"$dir/cert.log" 2>&1 ||
+        pg_die "openssl req failed: $(cat "$dir/cert.log")"
+}
+
+# What an OpenSSL client (openssl s_client, with wrk's defaults) negotiates
+# with 127.0.0.1:<port> when it offers ALPN h2 and http/1.1:
+# "TLSv1.3 TLS_AES_256_GCM_SHA384 X25519 ALPN h2".
+pg_tls_params() {
+    openssl s_client -connect "127.0.0.1:$1" -alpn h2,http/1.1 </dev/null 2>/dev/null | awk '
+        /^New, / && !v { v = $2; sub(/,$/, "", v); c = $NF }
+        /^Server Temp Key:/ { g = $4; sub(/,$/, "", g) }
+        /^ALPN protocol:/ { a = $3 }
+        END { printf "%s %s %s ALPN %s\n", v ? v : "?", c ? c : "?", g ? g : "?", a ? a : "none" }'
 }
 
 # Caddy's global options: no admin endpoint, no automatic HTTPS, storage
@@ -264,13 +304,14 @@ EOF
 }
 
 # The transport of Caddy's proxy hops: keep-alive as nginx's upstream
-# blocks (64 idle connections, no limit on requests per connection).
+# blocks (PG_UPSTREAM_IDLE idle connections, no limit on requests per
+# connection).
 pg_caddy_transport() {
     cat <<EOF
             transport http {
                 keepalive 75s
-                keepalive_idle_conns 64
-                keepalive_idle_conns_per_host 64
+                keepalive_idle_conns $PG_UPSTREAM_IDLE
+                keepalive_idle_conns_per_host $PG_UPSTREAM_IDLE
             }
 EOF
 }
@@ -433,11 +474,13 @@ pg_cleanup() {
     fi
 }
 
-# Wait until <url> answers at all (any status), up to 10 s.
+# Wait until <url> answers at all (any status), up to 10 s. Further
+# arguments go to curl (-k, --http2-prior-knowledge).
 pg_wait_http() {
     local url=$1 i
+    shift
     for ((i = 0; i < 100; i++)); do
-        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        if curl -s -o /dev/null --max-time 1 "$@" "$url"; then return 0; fi
         sleep 0.1
     done
     pg_die "$url did not come up"
@@ -551,7 +594,7 @@ pg_settle() {
     fi
 }
 
-# Run a load client (wrk) on core $LOAD_CPU at niceness $NICE,
+# Run a load client (wrk or h2load) on core $LOAD_CPU at niceness $NICE,
 # its output in <out>, and measure around it. Sets PG_M_CLIENT (the
 # client's user+system seconds), PG_M_PROXY and PG_M_PROXY_SYS (clock ticks
 # of the proxy processes <proxy pids>, children included: all, and kernel
@@ -577,13 +620,24 @@ pg_measure() { # <out> "<proxy pids>" <upstream pid> <command...>
     PG_M_UP=$((uu1 + us1 - uu0 - us0)) PG_M_BUSY=$((b1 - b0)) PG_M_ACCEPTS=$((a1 - a0))
 }
 
+# p50 and p99 (µs, nearest rank) of the answered requests in an h2load
+# --log-file (start time, status, µs to the end of the response).
+pg_log_percentiles() {
+    awk -F'\t' '$2 > 0 {print $3}' "$1" | sort -n | awk '
+        function rank(p, i) { i = int(p * NR); if (i < p * NR) i++; return i < 1 ? 1 : i }
+        { v[NR] = $1 }
+        END { if (NR) print v[rank(0.50)], v[rank(0.99)]; else print 0, 0 }'
+}
+
 # One TSV row, in the columns of summarize.py's FIELDS, from the output
-# <out> of a wrk --latency run by pg_measure.
+# <out> of a client run by pg_measure: wrk --latency, or h2load (whose
+# per-request log <out>.log, if any, gives p50 and p99).
 pg_client_row() { # <phase> <cfg> <round> <conns> <out>
-    local phase=$1 cfg=$2 round=$3 conns=$4 out=$5
+    local phase=$1 cfg=$2 round=$3 conns=$4 out=$5 pct="0 0"
+    [[ -s $out.log ]] && pct=$(pg_log_percentiles "$out.log")
     awk -v phase="$phase" -v cfg="$cfg" -v round="$round" -v conns="$conns" -v tck="$(getconf CLK_TCK)" \
         -v client="$PG_M_CLIENT" -v px="$PG_M_PROXY" -v pxs="$PG_M_PROXY_SYS" -v up="$PG_M_UP" \
-        -v busy="$PG_M_BUSY" -v acc="$PG_M_ACCEPTS" '
+        -v busy="$PG_M_BUSY" -v acc="$PG_M_ACCEPTS" -v lp50="${pct% *}" -v lp99="${pct#* }" '
         function us(v) {
             sub(/,$/, "", v)
             if (v ~ /us$/) return v + 0
@@ -592,6 +646,7 @@ pg_client_row() { # <phase> <cfg> <round> <conns> <out>
             if (v ~ /s$/) return (v + 0) * 1e6
             return v + 0
         }
+        # wrk
         /^ +Latency +[0-9]/ { mean = us($2); max = us($4) }
         /^ +50%/ { p50 = us($2) }
         /^ +99%/ { p99 = us($2) }
@@ -599,6 +654,11 @@ pg_client_row() { # <phase> <cfg> <round> <conns> <out>
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx/ { non = $NF }
         /Socket errors/ { s = $0; gsub(/[^0-9 ]/, " ", s); n = split(s, a, " "); for (i = 1; i <= n; i++) err += a[i] }
+        # h2load
+        /^finished in / { wall = us($3) / 1e6; rps = $4; p50 = lp50; p99 = lp99 }
+        /^requests: / { req = $6; err = $10 + $12 + $14 }
+        /^status codes: / { non = $5 + $7 + $9 }
+        /^time for request: / { mean = us($6); max = us($5) }
         END {
             printf "%s\t%s\t%s\t%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%.2f\t%d\t%.1f\t%.1f\n",
                 phase, cfg, round, conns, rps, p50, p99, req, non, err, client, px / tck, up / tck,
