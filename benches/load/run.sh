@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark: portal-gate against nginx and the direct path.
+# Load benchmark: portal-gate against nginx, Caddy and the direct path.
 #
 #   benches/load/run.sh                 # defaults: ROUNDS=3 DURATION=8s, ~4 minutes
 #   SCALE=1 benches/load/run.sh         # also the 1-vs-2-worker scaling section
@@ -12,14 +12,19 @@
 #   D  portal-gate, verified path, cache_capacity = 0 (decrypt every request)
 #   E  nginx proxy_pass in front of the upstream (keepalive upstream)
 #   F  nginx auth_request to a header-comparing verifier block, then proxy_pass
-# and drives each with wrk (HTTP/1.1 keep-alive), interleaved A..F per round.
+#   G  Caddy reverse_proxy to the same upstream (keep-alive upstream)
+#   H  Caddy forward_auth to F's verifier block, then reverse_proxy
+# and drives each with wrk (HTTP/1.1 keep-alive), interleaved A..H per round.
 # wrk is pinned to core LOAD_CPU (0), every server to core SERVER_CPU (1);
-# nginx runs one worker, and portal-gate under `taskset -c 1` runs one
-# worker thread (it counts the cores of its CPU affinity mask).
+# nginx runs one worker, Caddy runs with GOMAXPROCS=1, and portal-gate
+# under `taskset -c 1` runs one worker thread (it counts the cores of its
+# CPU affinity mask). F's and H's verifier runs in the nginx proxy process,
+# so their proxy CPU includes it (H's is Caddy's plus that nginx's).
+# HTTPS, new connections and HTTP/2: benches/load/tls.sh.
 #
 # Environment (defaults):
 #   ROUNDS=3 DURATION=8s CONNS=32 WARMUP=2s  rounds, length and connections of the load runs
-#   CONFIGS="A B C D E F"                   which configurations to run
+#   CONFIGS="A B C D E F G H"               which configurations to run
 #   LAT1=1 LAT1_ROUNDS=2 LAT1_DURATION=3s   also a 1-connection latency pass
 #   SCALE=0|1|only                           core-scaling section (see docs/benchmarks.md)
 #   SCALE_QUOTA=0.3                          CPU quota per worker (cores) of the Q1/Q2 scaling gates
@@ -46,7 +51,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-32}
 WARMUP=${WARMUP:-2s}
-CONFIGS=${CONFIGS:-A B C D E F}
+CONFIGS=${CONFIGS:-A B C D E F G H}
 LAT1=${LAT1:-1}
 LAT1_ROUNDS=${LAT1_ROUNDS:-2}
 LAT1_DURATION=${LAT1_DURATION:-3s}
@@ -66,106 +71,67 @@ PROFILE_FREQ=${PROFILE_FREQ:-1999}
 PROFILE_CALLGRAPH=${PROFILE_CALLGRAPH:-0}
 
 pg_need_tools
-PG_TMP=$(mktemp -d /tmp/pg-load.XXXXXX)
-chmod 755 "$PG_TMP" # the nginx workers run as nobody and read www/
-trap pg_cleanup EXIT
-trap 'exit 130' INT TERM
-CLK_TCK=$(getconf CLK_TCK)
+pg_init_tmp pg-load
 RESULTS_TSV=$PG_TMP/results.tsv
 : >"$RESULTS_TSV"
 
 BIN=$PG_TMP/portal-gate
 pg_build "$ROOT" "$BIN"
 
-read -r P_UP P_NGX P_AUTH P_VER P_GATE P_GATE0 P_S1 P_S2 P_Q1 P_Q2 < <(pg_free_ports 10)
+read -r P_UP P_NGX P_AUTH P_VER P_CADDY P_CAUTH P_GATE P_GATE0 P_S1 P_S2 P_Q1 P_Q2 < <(pg_free_ports 12)
 
 # ---- the machine and the tools -------------------------------------------
 {
-    echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "cpu:       $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-    echo "kernel:    $(uname -r)"
-    echo "nginx:     $(nginx -v 2>&1 | sed 's/^nginx version: //')"
-    echo "wrk:       $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
-    echo "gate:      $("$BIN" --version) (git $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ', src modified')${PG_BUILD_NOTE:+, $PG_BUILD_NOTE})"
+    pg_machine_info nginx caddy wrk
+    echo "gate:      $(pg_gate_version "$ROOT" "$BIN")"
     echo "loadavg:   $(cut -d' ' -f1-3 /proc/loadavg) at start"
-    echo "load:      wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, wrk on core $LOAD_CPU, servers on core $SERVER_CPU (upstream on $UPSTREAM_CPU), nice $NICE"
+    echo "load:      wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, wrk on core $LOAD_CPU, servers on core $SERVER_CPU (upstream on $UPSTREAM_CPU), nice $NICE; nginx 1 worker, caddy GOMAXPROCS=1"
 } | tee "$PG_TMP/machine.txt" >&2
 
 # ---- the upstream and the nginx proxies -----------------------------------
-WWW=$PG_TMP/www
-pg_make_page "$WWW"
-chmod -R a+rX "$WWW"
-
-pg_nginx_upstream_conf "$PG_TMP" "$WWW" "$P_UP" >"$PG_TMP/upstream.conf"
+pg_upstream_start "$UPSTREAM_CPU" "$P_UP"
+UP_PID=$PG_LAST_PID
 {
     pg_nginx_head "$PG_TMP" proxy
     pg_nginx_portal_upstream "$P_UP"
     echo "    # E: plain reverse proxy."
     pg_nginx_proxy_server "$P_NGX"
-    cat <<EOF
-    upstream verifier { server 127.0.0.1:$P_VER; keepalive 64; keepalive_requests 1000000; }
-
-    # F: auth_request to the verifier below, then the same proxy.
-    server {
-        listen 127.0.0.1:$P_AUTH;
-        location / {
-            auth_request /_auth;
-            proxy_pass http://portal;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-        location = /_auth {
-            internal;
-            proxy_pass http://verifier;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-
-    # The minimal external verifier, one loopback hop away.
-    server {
-        listen 127.0.0.1:$P_VER;
-        location / {
-            if (\$http_authorization = "Bearer x") { return 204; }
-            return 401;
-        }
-    }
-}
-EOF
+    echo "    # F: auth_request to the verifier, then the same proxy."
+    pg_nginx_auth_server "$P_AUTH"
+    pg_nginx_verifier "$P_VER"
+    echo "}"
 } >"$PG_TMP/proxy.conf"
-
-nginx -t -q -p "$PG_TMP" -e "$PG_TMP/nginx-t.log" -c "$PG_TMP/upstream.conf" || pg_die "upstream.conf invalid"
-nginx -t -q -p "$PG_TMP" -e "$PG_TMP/nginx-t.log" -c "$PG_TMP/proxy.conf" || pg_die "proxy.conf invalid"
-pg_start "$UPSTREAM_CPU" "$PG_TMP/upstream.out" nginx -p "$PG_TMP" -e "$PG_TMP/upstream.error.log" -c "$PG_TMP/upstream.conf"
-UP_PID=$PG_LAST_PID
-pg_start "$SERVER_CPU" "$PG_TMP/proxy.out" nginx -p "$PG_TMP" -e "$PG_TMP/proxy.error.log" -c "$PG_TMP/proxy.conf"
+pg_nginx_start "$SERVER_CPU" proxy
 NGX_PID=$PG_LAST_PID
+
+# ---- Caddy: G reverse_proxy, H forward_auth to the same verifier ------------
+CADDY_PID=
+if [[ " $CONFIGS " == *" G "* || " $CONFIGS " == *" H "* ]] && [[ $SCALE != only ]]; then
+    {
+        pg_caddy_head "$PG_TMP"
+        pg_caddy_proxy_site "http://127.0.0.1:$P_CADDY" "$P_UP"
+        pg_caddy_auth_site "http://127.0.0.1:$P_CAUTH" "$P_VER" "$P_UP"
+    } >"$PG_TMP/Caddyfile"
+    pg_caddy_start "$SERVER_CPU" "$PG_TMP" "$PG_TMP/Caddyfile" "$PG_TMP/caddy.log"
+    CADDY_PID=$PG_LAST_PID
+fi
 
 # ---- portal-gate ----------------------------------------------------------
 SECRET=$("$BIN" secret)
 gate_config() { pg_gate_config "$P_UP" "$SECRET" "$1"; } # <cache_capacity>
 (umask 077 && gate_config 10000 >"$PG_TMP/gate.toml" && gate_config 0 >"$PG_TMP/gate-nocache.toml")
-"$BIN" check --config "$PG_TMP/gate.toml" >"$PG_TMP/check.txt" || pg_die "portal-gate check failed: $(cat "$PG_TMP/check.txt")"
-"$BIN" check --config "$PG_TMP/gate-nocache.toml" >/dev/null || pg_die "portal-gate check failed (cache off)"
+pg_gate_check "$BIN" "$PG_TMP/gate.toml"
+pg_gate_check "$BIN" "$PG_TMP/gate-nocache.toml"
 TOKEN=$("$BIN" token --config "$PG_TMP/gate.toml" --email bench@example.com --ttl 3600)
 
-# Stops at the access log's `info` would measure the logger, not the gate.
 start_gate() { # <cpus> <port> <config> [serve args...]
     local cpus=$1 port=$2 cfg=$3
     shift 3
-    pg_start "$cpus" "$PG_TMP/gate-$port.log" env RUST_LOG=warn "$BIN" serve --config "$cfg" --listen "127.0.0.1:$port" "$@"
-}
-# Worker threads: the main thread is worker 0, the others are pg-worker-N
-# (0 when the process is gone).
-workers_of() {
-    [[ -d /proc/$1/task ]] || { echo 0; return; }
-    grep -c '^pg-worker-' /proc/"$1"/task/*/comm 2>/dev/null | awk -F: '{s += $NF} END {print s + 1}'
+    pg_gate_start "$cpus" "$BIN" "$cfg" "$port" "$@"
 }
 
 declare -A NAMES=([A]="A direct" [B]="B gate public" [C]="C gate cache hit" [D]="D gate cache off"
-    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers"
+    [E]="E nginx proxy_pass" [F]="F nginx auth_request" [G]="G caddy reverse_proxy" [H]="H caddy forward_auth" [S1]="S1 gate 1 worker" [S2]="S2 gate 2 workers"
     [Q1]="Q1 gate 1 worker, quota" [Q2]="Q2 gate 2 workers, quota")
 declare -A URL HDR PROXY
 if [[ $SCALE != only ]]; then
@@ -197,6 +163,15 @@ pg_expect 200 "${URL[A]}"
 pg_expect 200 "${URL[E]}"
 pg_expect 200 "${URL[F]}" -H "${HDR[F]}"
 pg_expect 401 "${URL[F]}"
+if [[ -n $CADDY_PID ]]; then
+    URL[G]=http://127.0.0.1:$P_CADDY/priv/page.html HDR[G]="" PROXY[G]=$CADDY_PID
+    # H's verifier is a server block of the nginx proxy: its CPU counts too.
+    URL[H]=http://127.0.0.1:$P_CAUTH/priv/page.html HDR[H]="Authorization: Bearer x" PROXY[H]="$CADDY_PID $NGX_PID"
+    pg_wait_http "${URL[G]}"
+    pg_expect 200 "${URL[G]}"
+    pg_expect 200 "${URL[H]}" -H "${HDR[H]}"
+    pg_expect 401 "${URL[H]}"
+fi
 if [[ $SCALE != only ]]; then
     URL[B]=http://127.0.0.1:$P_GATE/pub/page.html HDR[B]="" PROXY[B]=$GATE_PID
     URL[C]=http://127.0.0.1:$P_GATE/priv/page.html HDR[C]="Authorization: Bearer $TOKEN" PROXY[C]=$GATE_PID
@@ -207,7 +182,7 @@ if [[ $SCALE != only ]]; then
     pg_expect 401 "${URL[C]}"
     pg_expect 200 "${URL[C]}" -H "${HDR[C]}"
     pg_expect 200 "${URL[D]}" -H "${HDR[D]}"
-    pg_log "portal-gate on core $SERVER_CPU runs $(workers_of "$GATE_PID") worker thread(s)"
+    pg_log "portal-gate on core $SERVER_CPU runs $(pg_gate_workers "$GATE_PID") worker thread(s)"
 fi
 if [[ $SCALE != 0 ]]; then
     URL[S1]=http://127.0.0.1:$P_S1/priv/page.html HDR[S1]="Authorization: Bearer $TOKEN" PROXY[S1]=$S1_PID
@@ -216,7 +191,7 @@ if [[ $SCALE != 0 ]]; then
     pg_wait_http "${URL[S2]}"
     pg_expect 200 "${URL[S1]}" -H "${HDR[S1]}"
     pg_expect 200 "${URL[S2]}" -H "${HDR[S2]}"
-    w1=$(workers_of "$S1_PID") w2=$(workers_of "$S2_PID")
+    w1=$(pg_gate_workers "$S1_PID") w2=$(pg_gate_workers "$S2_PID")
     pg_log "--threads 1 -> $w1 worker(s), --threads 2 -> $w2 worker(s)"
     [[ $w1 == 1 && $w2 == 2 ]] || pg_log "warning: --threads not honoured; the scaling section compares nothing"
     echo "scale:     --threads 1 -> $w1 worker thread(s), --threads 2 -> $w2" >>"$PG_TMP/machine.txt"
@@ -237,57 +212,17 @@ if [[ $SCALE != 0 ]]; then
 fi
 
 # ---- one wrk run ------------------------------------------------------------
-# tick_delta "<u0> <s0>" "<u1> <s1>" [sys]: user+system ticks between two
-# samples, or only the system ticks.
-tick_delta() {
-    local a=($1) b=($2)
-    if [[ ${3:-} == sys ]]; then echo $((b[1] - a[1])); else echo $((b[0] + b[1] - a[0] - a[1])); fi
-}
 # bench <phase> <cfg> <round> <conns> <duration> [record=1]
 bench() {
     local phase=$1 cfg=$2 round=$3 conns=$4 duration=$5 record=${6:-1}
-    local out=$PG_TMP/wrk-$phase-$cfg-$round.txt hdr=() up0 px0 up1 px1 wrk_cpu line quiet
-    if ((record)) && [[ $QUIET_MAX != 0 ]]; then
-        quiet=$(pg_wait_quiet "$QUIET" "$QUIET_MAX")
-        awk -v b="$quiet" -v t="$QUIET" 'BEGIN {exit !(b >= t)}' &&
-            pg_log "  (machine still busy: $quiet cores used by others; running anyway)"
-    fi
+    local out=$PG_TMP/wrk-$phase-$cfg-$round.txt hdr=() line
+    ((record)) && pg_settle
     [[ -n ${HDR[$cfg]} ]] && hdr=(-H "${HDR[$cfg]}")
-    up0=$(pg_cpu_ticks "$UP_PID")
-    px0="0 0"
-    [[ -n ${PROXY[$cfg]} ]] && px0=$(pg_cpu_ticks "${PROXY[$cfg]}")
-    local busy0 busy1
-    busy0=$(pg_busy_ticks)
-    local TIMEFORMAT='%U %S'
-    { time taskset -c "$LOAD_CPU" nice -n "$NICE" wrk -t1 -c"$conns" -d"$duration" --latency "${hdr[@]}" "${URL[$cfg]}" >"$out"; } 2>"$out.time"
-    busy1=$(pg_busy_ticks)
-    up1=$(pg_cpu_ticks "$UP_PID")
-    px1="0 0"
-    [[ -n ${PROXY[$cfg]} ]] && px1=$(pg_cpu_ticks "${PROXY[$cfg]}")
+    pg_measure "$out" "${PROXY[$cfg]}" "$UP_PID" wrk -t1 -c"$conns" -d"$duration" --latency "${hdr[@]}" "${URL[$cfg]}"
     ((record)) || return 0
-    wrk_cpu=$(awk '{print $1 + $2}' "$out.time")
-    line=$(awk -v phase="$phase" -v cfg="$cfg" -v round="$round" -v conns="$conns" \
-        -v wrk_cpu="$wrk_cpu" -v px=$(tick_delta "$px0" "$px1") -v up=$(tick_delta "$up0" "$up1") -v pxs=$(tick_delta "$px0" "$px1" sys) -v busy=$((busy1 - busy0)) -v tck="$CLK_TCK" '
-        function us(v) {
-            if (v ~ /us$/) return v + 0
-            if (v ~ /ms$/) return (v + 0) * 1000
-            if (v ~ /m$/) return (v + 0) * 60e6
-            if (v ~ /s$/) return (v + 0) * 1e6
-            return v + 0
-        }
-        /^ +50%/ { p50 = us($2) }
-        /^ +99%/ { p99 = us($2) }
-        / requests in / { w = $4; sub(/,$/, "", w); req = $1; wall = us(w) / 1e6 }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx/ { non = $NF }
-        /Socket errors/ { s = $0; gsub(/[^0-9 ]/, " ", s); n = split(s, a, " "); for (i = 1; i <= n; i++) err += a[i] }
-        END {
-            printf "%s\t%s\t%s\t%s\t%.2f\t%.1f\t%.1f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%.2f\n",
-                phase, cfg, round, conns, rps, p50, p99, req, non, err, wrk_cpu, px / tck, up / tck, wall, busy / tck, pxs / tck
-        }' "$out")
+    line=$(pg_client_row "$phase" "$cfg" "$round" "$conns" "$out")
     echo "$line" >>"$RESULTS_TSV"
-    awk -F'\t' '{other = ($15 - $11 - $12 - $13) / $14
-        printf "  %-5s %-2s round %s: %9.0f req/s  p50 %7.0f us  p99 %7.0f us  errors %d  other processes %.2f cores\n", $1, $2, $3, $5, $6, $7, $9 + $10, (other > 0 ? other : 0)}' <<<"$line" >&2
+    pg_row_log "$line"
 }
 
 # ---- the runs -------------------------------------------------------------
@@ -325,9 +260,9 @@ if [[ -n ${PROFILE:-} ]]; then
         for cfg in $PROFILE; do
             [[ -n ${PROXY[$cfg]:-} ]] || { pg_log "PROFILE: $cfg has no proxy process"; continue; }
             pg_log "profiling $cfg for ${PROFILE_SECONDS}s (perf record -e cpu-clock)"
-            pids=$(echo "${PROXY[$cfg]}" $(pg_children "${PROXY[$cfg]}") | tr ' ' ',')
+            pids=$(for p in ${PROXY[$cfg]}; do echo "$p"; pg_children "$p"; done | paste -sd,)
             cg=()
-            [[ $PROFILE_CALLGRAPH == 1 ]] && cg=(--call-graph dwarf,16384)
+            [[ $PROFILE_CALLGRAPH == 1 ]] && cg=(--call-graph "dwarf,16384")
             taskset -c "$LOAD_CPU" perf record -q -e cpu-clock -F "$PROFILE_FREQ" "${cg[@]}" -o "$PG_TMP/perf-$cfg.data" \
                 -p "$pids" -- sleep "$PROFILE_SECONDS" >"$PG_TMP/perf-$cfg.log" 2>&1 &
             perf_pid=$!
@@ -335,9 +270,11 @@ if [[ -n ${PROFILE:-} ]]; then
                 -o "$PG_TMP/perfstat-$cfg.csv" -p "$pids" -- sleep "$PROFILE_SECONDS" >/dev/null 2>&1 &
             stat_pid=$!
             sleep 0.2
-            cs0=$(pg_ctxt "${PROXY[$cfg]}")
+            # shellcheck disable=SC2086 # one or two PIDs
+            cs0=$(pg_ctxt ${PROXY[$cfg]})
             bench profile "$cfg" 0 "$CONNS" "$((PROFILE_SECONDS - 1))s" 0
-            cs1=$(pg_ctxt "${PROXY[$cfg]}")
+            # shellcheck disable=SC2086
+            cs1=$(pg_ctxt ${PROXY[$cfg]})
             wait "$perf_pid" || true
             wait "$stat_pid" || true
             prof_req=$(awk '/ requests in / {print $1}' "$PG_TMP/wrk-profile-$cfg-0.txt")
