@@ -17,9 +17,19 @@
 //! ```
 //!
 //! It reads only `[upstream] url` (`http://` only) from the gate's config.
+//!
+//! Knobs (environment), for moving the floor one hyper option at a time:
+//! - `FLOOR_INLINE=1`: drive the upstream connection inside the client
+//!   connection's task (both futures polled by one task) instead of a task
+//!   of its own, so a request and its response cross no task boundary;
+//! - `FLOOR_HALF_CLOSE=1`: hyper's `half_close(true)` (no read to detect a
+//!   client's EOF while a request is in flight);
+//! - `FLOOR_WRITEV=0|1`: hyper's write strategy (unset: hyper's default,
+//!   vectored writes when the socket supports them);
+//! - `FLOOR_MAX_BUF=N`: hyper's `max_buf_size` on both sides.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -35,18 +45,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     floor_common::run(serve)
 }
 
+/// The knobs, read once.
+struct Knobs {
+    inline: bool,
+    half_close: bool,
+    writev: Option<bool>,
+    max_buf: Option<usize>,
+}
+
+static KNOBS: LazyLock<Knobs> = LazyLock::new(|| {
+    let var = |name: &str| std::env::var(name).ok();
+    Knobs {
+        inline: var("FLOOR_INLINE").as_deref() == Some("1"),
+        half_close: var("FLOOR_HALF_CLOSE").as_deref() == Some("1"),
+        writev: var("FLOOR_WRITEV").map(|v| v == "1"),
+        max_buf: var("FLOOR_MAX_BUF").map(|v| v.parse().expect("FLOOR_MAX_BUF is a number")),
+    }
+});
+
 async fn serve(stream: TcpStream, peer: SocketAddr, upstream: String) {
+    let knobs = &*KNOBS;
     let _ = stream.set_nodelay(true);
     let Ok(upstream) = TcpStream::connect(&upstream).await else {
         return;
     };
     let _ = upstream.set_nodelay(true);
-    let Ok((sender, connection)) =
-        hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await
-    else {
+    let mut client = hyper::client::conn::http1::Builder::new();
+    if let Some(writev) = knobs.writev {
+        client.writev(writev);
+    }
+    if let Some(max) = knobs.max_buf {
+        client.max_buf_size(max);
+    }
+    let Ok((sender, connection)) = client.handshake(TokioIo::new(upstream)).await else {
         return;
     };
-    tokio::spawn(connection);
     // Shared by the requests of one client connection, which hyper's
     // server runs one at a time.
     let sender = Arc::new(Mutex::new(sender));
@@ -54,9 +87,27 @@ async fn serve(stream: TcpStream, peer: SocketAddr, upstream: String) {
     let service = hyper::service::service_fn(move |request| {
         forward(Arc::clone(&sender), request, peer.clone())
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let mut server = hyper::server::conn::http1::Builder::new();
+    server.half_close(knobs.half_close);
+    if let Some(writev) = knobs.writev {
+        server.writev(writev);
+    }
+    if let Some(max) = knobs.max_buf {
+        server.max_buf_size(max);
+    }
+    let served = server.serve_connection(TokioIo::new(stream), service);
+    if knobs.inline {
+        // Both connections in this one task: the client connection's end
+        // ends the upstream's too.
+        tokio::pin!(served, connection);
+        tokio::select! {
+            _ = &mut served => {}
+            _ = &mut connection => { let _ = served.await; }
+        }
+    } else {
+        tokio::spawn(connection);
+        let _ = served.await;
+    }
 }
 
 /// Forward one request on the connection's upstream connection. An
