@@ -103,7 +103,10 @@ fn service(
         progress.touch();
         let waiting = Waiting::enter(&progress);
         async move {
-            let (response, log) = phases::proxy(&gate, request, &conn).await;
+            // Boxed: hyper keeps a slot for this future for the life of
+            // the connection, idle or not; the proxy's future is the large
+            // part of it.
+            let (response, log) = Box::pin(phases::proxy(&gate, request, &conn)).await;
             drop(waiting);
             progress.touch();
             let stream_idle = response.extensions().get::<StreamIdle>().map(|s| s.0);
