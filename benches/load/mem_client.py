@@ -6,6 +6,7 @@
   mem_client.py get    HOST PORT PATH N                 N keep-alive GETs of a public PATH
   mem_client.py idle   HOST PORT PATH N                 open N connections, one request each,
                                                         then hold them open until stdin closes
+  mem_client.py idle2  HOST PORT PATH N                 the same over HTTP/2 with prior knowledge (h2c)
 """
 
 import asyncio
@@ -74,11 +75,55 @@ async def one(host, port, path, held):
     held.append((reader, writer))
 
 
-async def idle(host, port, path, n, batch):
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(index, value):
+    """A header with an indexed name and a literal value, not indexed
+    (RFC 7541 6.2.2), no Huffman coding: enough for four pseudo-headers."""
+    value = value.encode()
+    assert len(value) < 127
+    return bytes([index, len(value)]) + value
+
+
+async def one_h2(host, port, path, held):
+    """HTTP/2 with prior knowledge (h2c): the preface, empty SETTINGS, one
+    GET on stream 1, the server's SETTINGS acknowledged; the connection is
+    kept once the response's last DATA frame arrived."""
+    reader, writer = await asyncio.open_connection(host, port)
+    block = (b"\x82"  # :method GET
+             + b"\x86"  # :scheme http
+             + hpack_literal(4, path)  # :path
+             + hpack_literal(1, f"{host}:{port}"))  # :authority
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+                 + h2_frame(1, 0x4 | 0x1, 1, block))  # HEADERS, END_HEADERS | END_STREAM
+    await writer.drain()
+    status_ok = False
+    while True:
+        head = await reader.readexactly(9)
+        length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+        payload = await reader.readexactly(length)
+        if kind == 4 and not flags & 0x1:  # the server's SETTINGS
+            writer.write(h2_frame(4, 0x1, 0))
+            await writer.drain()
+        elif kind == 1:  # response HEADERS: ":status: 200" is static index 8
+            status_ok = payload[:1] == b"\x88"
+        elif kind == 7:  # GOAWAY
+            raise RuntimeError("GOAWAY")
+        elif kind == 0 and flags & 0x1:  # the last DATA frame
+            break
+    if not status_ok:
+        raise RuntimeError("HTTP/2 GET did not answer 200")
+    held.append((reader, writer))
+
+
+async def idle(host, port, path, n, batch, proto="h1"):
     held = []
     start = time.monotonic()
+    opener = one_h2 if proto == "h2" else one
     for i in range(0, n, batch):
-        await asyncio.gather(*(one(host, port, path, held) for _ in range(min(batch, n - i))))
+        await asyncio.gather(*(opener(host, port, path, held) for _ in range(min(batch, n - i))))
     print(f"{len(held)} connections open and idle after one request each "
           f"({time.monotonic() - start:.1f}s)", file=sys.stderr)
     print("ready", flush=True)
@@ -100,8 +145,10 @@ def main():
         verify(host, port, sys.argv[4], sys.argv[5])
     elif mode == "get":
         get(host, port, sys.argv[4], int(sys.argv[5]))
-    elif mode == "idle":
-        asyncio.run(idle(host, port, sys.argv[4], int(sys.argv[5]), int(sys.argv[6]) if len(sys.argv) > 6 else 1))
+    elif mode in ("idle", "idle2"):
+        batch = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+        proto = "h2" if mode == "idle2" else "h1"
+        asyncio.run(idle(host, port, sys.argv[4], int(sys.argv[5]), batch, proto))
     else:
         sys.exit(__doc__)
 

@@ -4,17 +4,22 @@
 #   (b) after ENTRIES distinct tokens went through the decrypt cache
 #       (cache_capacity = ENTRIES), per entry,
 #   (c) holding IDLE_CONNS idle keep-alive connections (one request each), per
-#       connection; header_read_timeout is raised to 300s for this, since the
+#       connection, over HTTP/1.1 and then over HTTP/2 (h2c), and RSS again
+#       AFTER_CLOSE seconds after the client closed them (does memory come
+#       back?); header_read_timeout is raised to 300s for this, since the
 #       default 10s closes idle HTTP/1 connections, and max_connections to
 #       2 x IDLE_CONNS (the default 10 000 would make the last ones queue),
-#   (d) for comparison, an nginx proxy_pass worker holding the same connections.
+#   (d) for comparison, an nginx proxy_pass worker holding the same
+#       connections (HTTP/1.1, and HTTP/2 on an `http2` listener).
 #
 #   benches/load/memory.sh              # ENTRIES=100000 IDLE_CONNS=10000, ~2-3 minutes
 #
 # Tokens are minted through the token API (POST /auth/api/token) and sent
 # with stdlib Python (benches/load/mem_client.py); all on 127.0.0.1.
-# Environment: ENTRIES, IDLE_CONNS, BUILD=0 (reuse target/release), KEEP_TMP=1,
-# GATE_CPUS (taskset list for the gate, default: unpinned), RESULTS=dir.
+# Environment: ENTRIES, IDLE_CONNS, AFTER_CLOSE ("1 10 30 60"), BUILD=0 (reuse
+# target/release), GATE_BIN=path (measure that build instead, e.g. one with
+# another allocator), KEEP_TMP=1, GATE_CPUS (taskset list for the gate,
+# default: unpinned), RESULTS=dir.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +30,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 ENTRIES=${ENTRIES:-100000}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 GATE_CPUS=${GATE_CPUS:--}
+AFTER_CLOSE=${AFTER_CLOSE:-1 10 30 60} # seconds after the close at which RSS is read again
 IDLE_BATCH=${IDLE_BATCH:-1} # connections opened concurrently; 1 keeps the upstream pool at one connection
 CLIENT=$HERE/mem_client.py
 
@@ -39,8 +45,12 @@ chmod 755 "$PG_TMP"
 trap pg_cleanup EXIT
 trap 'exit 130' INT TERM
 BIN=$PG_TMP/portal-gate
-pg_build "$ROOT" "$BIN"
-read -r P_UP P_G1 P_G2 P_NGX < <(pg_free_ports 4)
+if [[ -n ${GATE_BIN:-} ]]; then
+    cp "$GATE_BIN" "$BIN"
+else
+    pg_build "$ROOT" "$BIN"
+fi
+read -r P_UP P_G1 P_G2 P_G3 P_NGX P_NGX2 < <(pg_free_ports 6)
 
 WWW=$PG_TMP/www
 pg_make_page "$WWW"
@@ -76,7 +86,7 @@ kb() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
 
 OUT=$PG_TMP/memory.md
 {
-    echo "portal-gate $("$BIN" --version | awk '{print $2}') (git $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), glibc malloc"
+    echo "portal-gate $("$BIN" --version | awk '{print $2}') (git $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)${GATE_BIN:+, build $GATE_BIN}"
     echo
 } >"$OUT"
 
@@ -104,37 +114,71 @@ PER_ENTRY=$(awk -v a="$RSS_CACHED" -v b="$RSS_MINTED" -v n="$ENTRIES" 'BEGIN {pr
 pg_log "(b) $RSS_MINTED KiB after minting, $RSS_CACHED KiB after $ENTRIES cached tokens: $PER_ENTRY bytes per entry"
 pg_stop "$G1"
 
-# ---- (c) idle keep-alive connections --------------------------------------
+# ---- (c) idle keep-alive connections, and what comes back ------------------
+# hold <label> <pid> <port> <mode>: open IDLE_CONNS connections to <port>
+# with one request each (mode idle: HTTP/1.1, idle2: HTTP/2 over h2c) and
+# keep them while reading <pid>'s RSS; then close them and read it again
+# AFTER_CLOSE (seconds after the close, cumulative). Sets HOLD_BEFORE,
+# HOLD_HELD, HOLD_FDS, HOLD_PER_CONN, HOLD_AFTER ("t:KiB ..."), HOLD_MSG.
+hold() {
+    local label=$1 pid=$2 port=$3 mode=$4 ready t waited=0
+    HOLD_BEFORE=$(rss "$pid")
+    pg_log "$label: opening $IDLE_CONNS connections ($mode), one request each"
+    coproc HOLDER { exec python3 "$CLIENT" "$mode" 127.0.0.1 "$port" /pub/page.html "$IDLE_CONNS" "$IDLE_BATCH" 2>"$PG_TMP/$label.err"; }
+    local holder=$HOLDER_PID
+    PG_PIDS+=("$holder")
+    read -r ready <&"${HOLDER[0]}" || pg_die "the idle client failed: $(cat "$PG_TMP/$label.err")"
+    [[ $ready == ready ]] || pg_die "the idle client said '$ready'"
+    sleep 6 # let the upstream pool drain: what is left is per client connection
+    HOLD_HELD=$(rss "$pid")
+    HOLD_FDS=$(fds "$pid")
+    HOLD_PER_CONN=$(awk -v a="$HOLD_HELD" -v b="$HOLD_BEFORE" -v n="$IDLE_CONNS" 'BEGIN {printf "%.0f", (a - b) * 1024 / n}')
+    pg_log "$label: $HOLD_BEFORE KiB before, $HOLD_HELD KiB held ($HOLD_FDS fds): $HOLD_PER_CONN bytes per connection"
+    eval "exec ${HOLDER[1]}>&-" # close the client's stdin: it closes its sockets and exits
+    wait "$holder" 2>/dev/null || true
+    HOLD_MSG=$(tail -1 "$PG_TMP/$label.err")
+    HOLD_AFTER=""
+    for t in $AFTER_CLOSE; do
+        sleep $((t - waited))
+        waited=$t
+        HOLD_AFTER+="$t:$(rss "$pid") "
+    done
+    pg_log "$label: after the close (s:KiB): $HOLD_AFTER"
+}
+# "+1 s 20.1 MiB, +10 s ..." from HOLD_AFTER.
+after_list() {
+    local item out=()
+    for item in $1; do out+=("+${item%%:*} s $(kb "${item#*:}")"); done
+    local IFS=, joined
+    joined="${out[*]}"
+    echo "${joined//,/, }"
+}
+
 pg_start "$GATE_CPUS" "$PG_TMP/gate2.log" env RUST_LOG=warn "$BIN" serve --config "$PG_TMP/gate.toml" --listen "127.0.0.1:$P_G2"
 G2=$PG_LAST_PID
 wait_port "$P_G2"
 python3 "$CLIENT" get 127.0.0.1 "$P_G2" /pub/page.html 1000
 sleep 5 # let the upstream pool's idle connection expire (pool_idle_timeout 4s)
-RSS_BEFORE=$(rss "$G2")
-FDS_BEFORE=$(fds "$G2")
-pg_log "(c) opening $IDLE_CONNS keep-alive connections, one request each"
-coproc HOLDER { exec python3 "$CLIENT" idle 127.0.0.1 "$P_G2" /pub/page.html "$IDLE_CONNS" "$IDLE_BATCH" 2>"$PG_TMP/idle.err"; }
-HOLDER_PID_SAVED=$HOLDER_PID
-PG_PIDS+=("$HOLDER_PID_SAVED")
-read -r READY <&"${HOLDER[0]}" || pg_die "the idle client failed: $(cat "$PG_TMP/idle.err")"
-[[ $READY == ready ]] || pg_die "the idle client said '$READY'"
-sleep 6 # again let the upstream pool drain: what is left is per client connection
-RSS_HELD=$(rss "$G2")
-FDS_HELD=$(fds "$G2")
-PER_CONN=$(awk -v a="$RSS_HELD" -v b="$RSS_BEFORE" -v n="$IDLE_CONNS" 'BEGIN {printf "%.0f", (a - b) * 1024 / n}')
-pg_log "(c) $RSS_BEFORE KiB before, $RSS_HELD KiB with $IDLE_CONNS idle connections ($FDS_HELD fds): $PER_CONN bytes per connection"
-eval "exec ${HOLDER[1]}>&-" # close the client's stdin: it closes its sockets and exits
-wait "$HOLDER_PID_SAVED" 2>/dev/null || true
-HELD_MSG=$(tail -1 "$PG_TMP/idle.err")
-sleep 1
-RSS_AFTER=$(rss "$G2")
-FDS_AFTER=$(fds "$G2")
+hold "c-h1" "$G2" "$P_G2" idle
+H1=("$HOLD_BEFORE" "$HOLD_HELD" "$HOLD_FDS" "$HOLD_PER_CONN" "$HOLD_AFTER" "$HOLD_MSG")
+pg_stop "$G2"
+
+pg_start "$GATE_CPUS" "$PG_TMP/gate3.log" env RUST_LOG=warn "$BIN" serve --config "$PG_TMP/gate.toml" --listen "127.0.0.1:$P_G3"
+G3=$PG_LAST_PID
+wait_port "$P_G3"
+python3 "$CLIENT" get 127.0.0.1 "$P_G3" /pub/page.html 1000
+sleep 5
+hold "c-h2" "$G3" "$P_G3" idle2
+H2=("$HOLD_BEFORE" "$HOLD_HELD" "$HOLD_FDS" "$HOLD_PER_CONN" "$HOLD_AFTER" "$HOLD_MSG")
+pg_stop "$G3"
 
 # ---- (d) for comparison: nginx proxy_pass holding the same connections ----
 {
     pg_nginx_head "$PG_TMP" proxy
     pg_nginx_portal_upstream "$P_UP"
     pg_nginx_proxy_server "$P_NGX"
+    # The same proxy over h2c (nginx 1.22's spelling of `http2 on`).
+    pg_nginx_proxy_server "$P_NGX2" | sed "s|listen 127.0.0.1:$P_NGX2;|listen 127.0.0.1:$P_NGX2 http2;|"
     echo "}"
 } >"$PG_TMP/proxy.conf"
 pg_start - "$PG_TMP/proxy.out" nginx -p "$PG_TMP" -e "$PG_TMP/proxy.error.log" -c "$PG_TMP/proxy.conf"
@@ -142,18 +186,10 @@ NGX=$PG_LAST_PID
 pg_wait_http "http://127.0.0.1:$P_NGX/pub/page.html"
 python3 "$CLIENT" get 127.0.0.1 "$P_NGX" /pub/page.html 1000
 NGX_WORKER=$(pg_children "$NGX" | head -1)
-NGX_BEFORE=$(rss "$NGX_WORKER")
-pg_log "(d) nginx proxy_pass: opening $IDLE_CONNS keep-alive connections, one request each"
-coproc HOLDER2 { exec python3 "$CLIENT" idle 127.0.0.1 "$P_NGX" /pub/page.html "$IDLE_CONNS" "$IDLE_BATCH" 2>"$PG_TMP/idle2.err"; }
-HOLDER2_PID_SAVED=$HOLDER2_PID
-PG_PIDS+=("$HOLDER2_PID_SAVED")
-read -r READY <&"${HOLDER2[0]}" || pg_die "the idle client failed: $(cat "$PG_TMP/idle2.err")"
-sleep 1
-NGX_HELD=$(rss "$NGX_WORKER")
-NGX_PER_CONN=$(awk -v a="$NGX_HELD" -v b="$NGX_BEFORE" -v n="$IDLE_CONNS" 'BEGIN {printf "%.0f", (a - b) * 1024 / n}')
-eval "exec ${HOLDER2[1]}>&-"
-wait "$HOLDER2_PID_SAVED" 2>/dev/null || true
-pg_log "(d) nginx worker: $NGX_BEFORE KiB before, $NGX_HELD KiB with $IDLE_CONNS idle connections: $NGX_PER_CONN bytes per connection"
+AFTER_CLOSE=1 hold "d-h1" "$NGX_WORKER" "$P_NGX" idle
+N1=("$HOLD_BEFORE" "$HOLD_HELD" "$HOLD_PER_CONN")
+AFTER_CLOSE=1 hold "d-h2" "$NGX_WORKER" "$P_NGX2" idle2
+N2=("$HOLD_BEFORE" "$HOLD_HELD" "$HOLD_PER_CONN")
 
 {
     echo "| measurement | VmRSS | per unit |"
@@ -162,13 +198,17 @@ pg_log "(d) nginx worker: $NGX_BEFORE KiB before, $NGX_HELD KiB with $IDLE_CONNS
     echo "| (a) idle, after 1 000 requests | $(kb "$RSS_WARM") | – |"
     echo "| (b) after minting $ENTRIES tokens through the API | $(kb "$RSS_MINTED") | – |"
     echo "| (b) after $ENTRIES distinct tokens went through the cache (capacity $ENTRIES) | $(kb "$RSS_CACHED") | $PER_ENTRY B per entry (token $TOKEN_LEN B) |"
-    echo "| (c) before: warm, no client connection | $(kb "$RSS_BEFORE") ($FDS_BEFORE fds) | – |"
-    echo "| (c) $IDLE_CONNS idle keep-alive connections | $(kb "$RSS_HELD") ($FDS_HELD fds) | $PER_CONN B per connection |"
-    echo "| (c) after the client closed them | $(kb "$RSS_AFTER") ($FDS_AFTER fds) | – |"
-    echo "| (d) nginx proxy_pass worker, warm | $(kb "$NGX_BEFORE") | – |"
-    echo "| (d) nginx proxy_pass worker, $IDLE_CONNS idle keep-alive connections | $(kb "$NGX_HELD") | $NGX_PER_CONN B per connection |"
+    echo "| (c) HTTP/1.1, before: warm, no client connection | $(kb "${H1[0]}") | – |"
+    echo "| (c) HTTP/1.1, $IDLE_CONNS idle keep-alive connections | $(kb "${H1[1]}") (${H1[2]} fds) | ${H1[3]} B per connection |"
+    echo "| (c) HTTP/1.1, after the client closed them | $(after_list "${H1[4]}") | – |"
+    echo "| (c) HTTP/2 (h2c), before | $(kb "${H2[0]}") | – |"
+    echo "| (c) HTTP/2 (h2c), $IDLE_CONNS idle connections | $(kb "${H2[1]}") (${H2[2]} fds) | ${H2[3]} B per connection |"
+    echo "| (c) HTTP/2 (h2c), after the client closed them | $(after_list "${H2[4]}") | – |"
+    echo "| (d) nginx proxy_pass worker, warm | $(kb "${N1[0]}") | – |"
+    echo "| (d) nginx proxy_pass worker, $IDLE_CONNS idle HTTP/1.1 keep-alive connections | $(kb "${N1[1]}") | ${N1[2]} B per connection |"
+    echo "| (d) nginx proxy_pass worker, $IDLE_CONNS idle HTTP/2 (h2c) connections | $(kb "${N2[1]}") (from $(kb "${N2[0]}")) | ${N2[2]} B per connection |"
     echo
-    echo "Idle client at the end: $HELD_MSG"
+    echo "Idle clients at the end: HTTP/1.1: ${H1[5]}; HTTP/2: ${H2[5]}"
 } >>"$OUT"
 echo
 cat "$OUT"
