@@ -323,18 +323,27 @@ impl Relayed {
 /// Drop hop-by-hop headers and every header named in `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip_connection_named(headers);
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    // One pass to look, since most responses carry none but `Connection`.
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 
 /// Drop every header the client named in `Connection` (hop-by-hop by
 /// declaration). The common request has no `Connection` header: no work.
+/// The common values name nothing to look up: `close` names no field, and
+/// `keep-alive` is hop-by-hop anyway (every caller removes [`HOP_BY_HOP`]
+/// next).
 fn strip_connection_named(headers: &mut HeaderMap) {
     if !headers.contains_key(header::CONNECTION) {
         return;
     }
     let named: Vec<HeaderName> = list_items(headers, header::CONNECTION)
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive")
+        })
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
