@@ -13,10 +13,12 @@
 # upstream of run.sh; after WARM requests the counters are zeroed, then
 # h2load sends REQUESTS verified GETs of the 2 KB page (Bearer token, decrypt
 # cache hit) over CONNS HTTP/1.1 keep-alive connections, and the counters
-# are dumped. Prints instructions per request; with TOP=n also the n
-# functions with the most instructions of their own (the last build's).
+# are dumped. Prints instructions per request. For where they go, run one
+# build under `valgrind --tool=callgrind` without zeroing and read the file
+# it writes at exit with `callgrind_annotate --inclusive=yes` (startup is a
+# fraction of a percent of 20 000 requests).
 #
-# Environment (defaults): REQUESTS=20000 WARM=2000 CONNS=8 TOP=0 KEEP_TMP=0
+# Environment (defaults): REQUESTS=20000 WARM=2000 CONNS=8 KEEP_TMP=0
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +28,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REQUESTS=${REQUESTS:-20000}
 WARM=${WARM:-2000}
 CONNS=${CONNS:-8}
-TOP=${TOP:-0}
 
 (($# >= 1)) || pg_die "usage: $0 BINARY [BINARY...]"
 PG_TOOLS+=(valgrind:valgrind callgrind_control:valgrind)
@@ -82,10 +83,3 @@ printf '%-60s %12s\n' binary 'Ir/request'
 for bin in "$@"; do
     printf '%-60s %12s\n' "$bin" "$(count "$bin")"
 done
-if ((TOP > 0)); then
-    echo
-    echo "Functions with the most instructions of their own, ${*: -1} (whole run):"
-    # shellcheck disable=SC2012
-    callgrind_annotate --inclusive=no "$(ls -t "$PG_TMP"/callgrind.* | head -1)" 2>/dev/null |
-        grep -E '^ *[0-9,]+ \(' | head -"$TOP"
-fi
