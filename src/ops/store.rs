@@ -112,8 +112,7 @@ pub async fn follow(gate: Arc<Gate>) {
         };
         if is_tls(&store) {
             // The store's TLS uses the process-wide rustls provider.
-            let _ =
-                std::sync::Arc::unwrap_or_clone(crate::server::tls::provider()).install_default();
+            let _ = crate::server::tls::crypto_provider().install_default();
         }
         let result = session(&gate, &config, &store, &mut in_outage).await;
         gate.live().set_connected(false);

@@ -46,11 +46,16 @@ pub(crate) enum TlsError {
 /// (small, builds with a C compiler alone), aws-lc-rs with the `aws-lc-rs`
 /// feature (docs/benchmarks.md compares the two).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(crypto_provider())
+}
+
+/// The provider itself, for the process-wide default the revocation
+/// store's client reads ([`crate::ops::store`]).
+pub(crate) fn crypto_provider() -> CryptoProvider {
     #[cfg(feature = "aws-lc-rs")]
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    return rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(not(feature = "aws-lc-rs"))]
-    let provider = rustls::crypto::ring::default_provider();
-    Arc::new(provider)
+    return rustls::crypto::ring::default_provider();
 }
 
 /// Load a certificate chain and its private key, checking they match.
